@@ -217,7 +217,9 @@ impl DeliveryQueue {
         if let Some(not_before) = self.retry.not_before()
             && now < not_before
         {
-            return Work::WaitUntil(not_before);
+            // A saved or skewed wait never exceeds the longest wait the policy allows.
+            let longest = self.policy.backoff_cap.max(self.policy.paused_delay);
+            return Work::WaitUntil(not_before.min(now.saturating_add(longest)));
         }
         if self.is_flush_due(now) {
             return Work::Upload(self.start_upload(now));
@@ -282,6 +284,26 @@ impl DeliveryQueue {
         self.waiting_bytes + self.in_flight_bytes
     }
 
+    /// The sequence number of the newest event queued so far (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The lowest sequence number still queued, waiting or in flight; `None` when empty. A
+    /// platform's `flush` is complete when this is past the `last_seq` it saw when called.
+    pub fn oldest_queued_seq(&self) -> Option<u64> {
+        let waiting = self.waiting.front().map(|record| record.seq);
+        let in_flight = self
+            .in_flight
+            .iter()
+            .filter_map(|flight| flight.records.first().map(|record| record.seq))
+            .min();
+        match (waiting, in_flight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Uploads handed out and not yet completed.
     pub fn uploads_in_flight(&self) -> usize {
         self.in_flight.len()
@@ -336,7 +358,9 @@ impl DeliveryQueue {
         self.waiting.push_back(record);
     }
 
-    /// Evicts the oldest waiting records until one more record of `bytes` fits.
+    /// Evicts the oldest waiting records until one more record of `bytes` fits. Records in flight
+    /// are not evicted (their upload may already have arrived), so when the whole capacity is in
+    /// flight the queue holds one record over it, never more.
     fn make_room_for(&mut self, bytes: usize) {
         let mut evicted = Vec::new();
         while !self.waiting.is_empty()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core and
+# the docs. README.md gives this command; .ci/run runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One cargo target directory outside the clone, reused across clones and CI runs.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+suite_started=$(date +%s)
+stage() {
+    local name=$1
+    shift
+    local started
+    started=$(date +%s)
+    echo "==> $name"
+    "$@"
+    echo "<== $name: $(($(date +%s) - started)) s"
+}
+
+source scripts/lib/toolchain.sh
+stage "toolchain" ensure_rust_toolchain
+
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "cargo test" cargo test --workspace --locked
+stage "sdk-core on wasm32-unknown-unknown" \
+    cargo check -p tributary-core --target wasm32-unknown-unknown --locked
+stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+echo "all stages passed in $(($(date +%s) - suite_started)) s"
