@@ -1,3 +1,29 @@
-//! Ingest, router, connectors, DLQ and the tributary binary; built in a later milestone.
+//! Tributary's backend: the HTTP ingest, the embedded durable log, routing rules, connectors
+//! with the one retry rule, the dead-letter queue, and local mode (`tributary serve`).
 //!
-//! A placeholder so the workspace builds; see the project README for the roadmap.
+//! The same ingest, routing and connector code runs in AWS Lambda later; only the log (Kinesis),
+//! the DLQ (SQS) and the rules source (S3) change. `docs/ARCHITECTURE.md` has the map.
+//!
+//! - [`config`]: the configuration file, `tributary.toml`.
+//! - [`ingest`]: the HTTP API.
+//! - [`log`]: the embedded durable log.
+//! - [`routing`]: the rules file.
+//! - [`delivery`]: per-destination workers and retry jobs.
+//! - [`connectors`]: `sqlite`, `jsonl`, `webhook`.
+//! - [`dlq`]: the dead-letter queue, backups and redrive.
+//! - [`ops`]: `/healthz`, `/metrics`, the status page.
+//! - [`local`]: local mode, everything in one process.
+//! - [`cli`]: the `tributary` command.
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connectors;
+pub mod delivery;
+pub mod dlq;
+pub mod ingest;
+pub mod local;
+pub mod log;
+pub mod ops;
+pub mod routing;

@@ -1,0 +1,155 @@
+//! Connectors: one trait, one module per destination kind.
+//!
+//! A connector delivers one batch and says what happened; it never retries itself. The one
+//! retry rule ([`retry`]) is applied around every connector by the delivery worker (and by
+//! `dlq redrive`), so every destination retries the same way.
+//!
+//! - [`sqlite`]: the local warehouse (table `events`, idempotent on `id`).
+//! - [`jsonl`]: one envelope per line appended to a file.
+//! - [`webhook`]: `POST` of a JSON array, signed, with an idempotency key.
+//!
+//! # Invariants
+//! - No secret (token, signing secret) appears in a [`Failure`] message, a log line or a DLQ
+//!   record.
+//! - [`Delivery::Delivered`] means the destination has the events (for files: written and
+//!   synced to disk).
+
+pub mod jsonl;
+pub mod retry;
+pub mod sqlite;
+pub mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Destination, DestinationKind};
+use crate::log::LogRecord;
+
+/// One event to deliver: its id, name, ordering key and envelope JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEvent {
+    /// The event id (idempotency key).
+    pub id: String,
+    /// The event name.
+    pub name: String,
+    /// The ordering key (`anonymous_id`, else `user_id`, else `id`).
+    pub partition_key: String,
+    /// The envelope's JSON, as stored.
+    pub json: Arc<str>,
+}
+
+impl From<&LogRecord> for OutgoingEvent {
+    fn from(record: &LogRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            partition_key: record.partition_key.clone(),
+            json: record.json.clone(),
+        }
+    }
+}
+
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Connection errors, timeouts, 408, 429, 5xx: back off and retry.
+    Retryable,
+    /// Everything else: retrying cannot help; dead-letter at once.
+    Permanent,
+}
+
+impl FailureClass {
+    /// `retryable` or `permanent`, as in DLQ messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Retry or not.
+    pub class: FailureClass,
+    /// The HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// What happened, for people (no secrets).
+    pub message: String,
+    /// The destination's `Retry-After`, when it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A retryable failure without a status (connection error, timeout, I/O error).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { class: FailureClass::Retryable, status: None, message: message.into(), retry_after: None }
+    }
+
+    /// A permanent failure without a status.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { class: FailureClass::Permanent, status: None, message: message.into(), retry_after: None }
+    }
+}
+
+/// What happened to a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every event was delivered.
+    Delivered,
+    /// No event was delivered.
+    Failed(Failure),
+    /// The events at these indexes failed (each with its reason); the others were delivered.
+    Partial(Vec<(usize, Failure)>),
+}
+
+/// The future a connector returns.
+pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
+
+/// Delivers batches to one destination.
+pub trait Connector: Send + Sync {
+    /// Delivers `events` (1 to the destination's `batch_size`) once.
+    fn deliver<'a>(&'a self, events: &'a [OutgoingEvent]) -> DeliveryFuture<'a>;
+}
+
+/// Why a connector cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// A setting or secret is missing or unusable.
+    #[error("destination {destination:?}: {message}")]
+    Config {
+        /// The destination.
+        destination: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Builds the connector of a configured destination.
+///
+/// # Errors
+/// A [`ConnectorError`] naming the destination: a file that cannot be opened, an unset secret
+/// variable, or a kind this build cannot deliver to yet.
+pub fn build(name: &str, destination: &Destination) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let config_error = |message: String| ConnectorError::Config { destination: name.to_owned(), message };
+    match &destination.kind {
+        DestinationKind::Sqlite { path } => Ok(Arc::new(sqlite::SqliteConnector::open(path).map_err(config_error)?)),
+        DestinationKind::Jsonl { path } => Ok(Arc::new(jsonl::JsonlConnector::open(path).map_err(config_error)?)),
+        DestinationKind::Webhook { url, secret_env, timeout } => {
+            let secret = match secret_env {
+                Some(variable) => Some(std::env::var(variable).map_err(|_| {
+                    config_error(format!("secret_env names {variable}, which is not set in the environment"))
+                })?),
+                None => None,
+            };
+            Ok(Arc::new(webhook::WebhookConnector::new(url, secret, *timeout).map_err(config_error)?))
+        }
+        other => Err(config_error(format!(
+            "kind {:?} is not available in this build yet; use sqlite, jsonl or webhook",
+            other.name()
+        ))),
+    }
+}

@@ -1,0 +1,120 @@
+//! The local warehouse: a SQLite database with one table, idempotent on the event id.
+//!
+//! ```sql
+//! events(id TEXT PRIMARY KEY, name TEXT, timestamp TEXT, received_at TEXT,
+//!        anonymous_id TEXT, user_id TEXT, source TEXT,
+//!        data TEXT, context TEXT, envelope TEXT)   -- data, context, envelope: JSON
+//! ```
+//! Query it with SQLite's JSON functions, e.g. `SELECT json_extract(data, '$.square') FROM events`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, params};
+use serde_json::Value;
+
+use super::{Connector, Delivery, DeliveryFuture, Failure, OutgoingEvent};
+
+/// Writes batches into `events` with `INSERT … ON CONFLICT (id) DO NOTHING`.
+pub struct SqliteConnector {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteConnector {
+    /// Opens (creating if needed) the warehouse database and its table.
+    ///
+    /// # Errors
+    /// A message naming the file when it cannot be opened.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let failed = |error: rusqlite::Error| format!("cannot open the SQLite warehouse {}: {error}", path.display());
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+        }
+        let connection = Connection::open(path).map_err(failed)?;
+        connection.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
+        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0)).map_err(failed)?;
+        connection.pragma_update(None, "synchronous", "NORMAL").map_err(failed)?;
+        connection
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS events (
+                     id TEXT PRIMARY KEY,
+                     name TEXT NOT NULL,
+                     timestamp TEXT,
+                     received_at TEXT,
+                     anonymous_id TEXT,
+                     user_id TEXT,
+                     source TEXT,
+                     data TEXT NOT NULL,
+                     context TEXT NOT NULL,
+                     envelope TEXT NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS events_name_timestamp ON events (name, timestamp);",
+            )
+            .map_err(failed)?;
+        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+    }
+}
+
+impl Connector for SqliteConnector {
+    fn deliver<'a>(&'a self, events: &'a [OutgoingEvent]) -> DeliveryFuture<'a> {
+        let connection = self.connection.clone();
+        let events = events.to_vec();
+        Box::pin(async move {
+            let written = tokio::task::spawn_blocking(move || {
+                let mut connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                insert(&mut connection, &events)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => Delivery::Delivered,
+                Ok(Err(failure)) => Delivery::Failed(failure),
+                Err(error) => Delivery::Failed(Failure::retryable(format!("the warehouse writer stopped: {error}"))),
+            }
+        })
+    }
+}
+
+fn insert(connection: &mut Connection, events: &[OutgoingEvent]) -> Result<(), Failure> {
+    let transaction = connection.transaction().map_err(|error| classify(&error))?;
+    {
+        let mut statement = transaction
+            .prepare_cached(
+                "INSERT INTO events (id, name, timestamp, received_at, anonymous_id, user_id, source, data, context, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(|error| classify(&error))?;
+        for event in events {
+            let envelope: Value = serde_json::from_str(&event.json)
+                .map_err(|error| Failure::permanent(format!("event {} is not JSON: {error}", event.id)))?;
+            let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(str::to_owned);
+            let json = |key: &str| envelope.get(key).map_or_else(|| "{}".to_owned(), Value::to_string);
+            statement
+                .execute(params![
+                    event.id,
+                    event.name,
+                    text("timestamp"),
+                    text("received_at"),
+                    text("anonymous_id"),
+                    text("user_id"),
+                    text("source"),
+                    json("data"),
+                    json("context"),
+                    &*event.json,
+                ])
+                .map_err(|error| classify(&error))?;
+        }
+    }
+    transaction.commit().map_err(|error| classify(&error))
+}
+
+/// A lost lock or a full disk may pass; a constraint violation will not.
+fn classify(error: &rusqlite::Error) -> Failure {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch) => {
+            Failure::permanent(format!("the warehouse refused the events: {error}"))
+        }
+        _ => Failure::retryable(format!("the warehouse write failed: {error}")),
+    }
+}

@@ -1,0 +1,182 @@
+//! The ingest HTTP API: one axum router, served by `tributary serve` locally and by
+//! `lambda_http` in AWS. `docs/HTTP_API.md` is its reference.
+//!
+//! - `POST /v1/batch` with `{"batch": [event, …], "sent_at": "…"}`; `POST /v1/event` with one
+//!   event.
+//! - Auth: `Authorization: Bearer KEY`, HTTP Basic with the key as user, or `"write_key"` in the
+//!   body (for `navigator.sendBeacon`, which cannot set headers).
+//! - `application/json` or `text/plain` (missing = JSON); `Content-Encoding: gzip`.
+//!
+//! - [`auth`]: write keys, compared in constant time.
+//! - [`body`]: content type, encoding, and reading within the size limit.
+//! - [`events`]: per-event validation and normalization (ids, `received_at`, clock skew).
+//! - [`errors`]: the error responses.
+//! - [`rate_limit`]: the per-key token bucket.
+//! - [`sink`]: where accepted events go (the local log, or Kinesis).
+//!
+//! # Invariants
+//! - `200` is sent only after every accepted event is durable in the sink.
+//! - Limits are enforced while reading, before parsing: 512 KiB of body after decompression and
+//!   500 events per request (`413`, nothing accepted); 32 KiB per event (a `rejected` entry).
+//! - An invalid event never costs its valid neighbours: it is rejected by index.
+
+pub mod auth;
+pub mod body;
+pub mod errors;
+pub mod events;
+pub mod rate_limit;
+pub mod sink;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::ops::metrics::{Metrics, StatusLabel};
+use crate::routing::RoutingRules;
+pub use auth::WriteKeys;
+use errors::ApiError;
+pub use rate_limit::RateLimiter;
+pub use sink::EventSink;
+
+/// The most events in one request.
+pub const MAX_EVENTS_PER_REQUEST: usize = 500;
+/// The most bytes of request body, after decompression.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+/// What a `503` asks clients to wait.
+const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What the ingest handlers share.
+pub struct IngestState {
+    /// Where accepted events go.
+    pub sink: Arc<dyn EventSink>,
+    /// Keys that may send.
+    pub write_keys: WriteKeys,
+    /// Per-key limit, when configured.
+    pub rate_limiter: Option<RateLimiter>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// For counting events no rule enables (optional: AWS ingest routes later).
+    pub rules: Option<Arc<RoutingRules>>,
+}
+
+/// The ingest routes, with CORS for `allowed_origins` (`*` = any).
+pub fn router(state: Arc<IngestState>, allowed_origins: &[String]) -> Router {
+    Router::new()
+        .route("/v1/batch", post(post_batch))
+        .route("/v1/event", post(post_event))
+        .layer(cors(allowed_origins))
+        .with_state(state)
+}
+
+fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let origins = if allowed_origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(allowed_origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::CONTENT_ENCODING])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(Duration::from_secs(86_400))
+}
+
+/// The body of a `200`.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// Events accepted (stored now, or earlier within the dedup window).
+    pub accepted: usize,
+    /// Events refused, by index into the batch.
+    pub rejected: Vec<events::Rejected>,
+}
+
+async fn post_batch(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+    let response = handle(&state, &headers, body, RequestShape::Batch).await;
+    finish(&state, response)
+}
+
+async fn post_event(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+    let response = handle(&state, &headers, body, RequestShape::SingleEvent).await;
+    finish(&state, response)
+}
+
+fn finish(state: &IngestState, response: Result<Accepted, ApiError>) -> Response {
+    let response = match response {
+        Ok(accepted) => axum::Json(accepted).into_response(),
+        Err(error) => error.into_response(),
+    };
+    state.metrics.http_requests.get_or_create(&StatusLabel { status: response.status().as_u16() }).inc();
+    response
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RequestShape {
+    Batch,
+    SingleEvent,
+}
+
+async fn handle(state: &IngestState, headers: &HeaderMap, body: Body, shape: RequestShape) -> Result<Accepted, ApiError> {
+    body::check_content_type(headers)?;
+    let encoding = body::content_encoding(headers)?;
+    let header_key = state.write_keys.from_headers(headers)?;
+    let bytes = body::read_limited(body, encoding, MAX_BODY_BYTES).await?;
+
+    let parsed = match shape {
+        RequestShape::Batch => events::parse_batch(&bytes)?,
+        RequestShape::SingleEvent => events::parse_single(&bytes)?,
+    };
+    let key = match header_key {
+        Some(key) => key,
+        None => state.write_keys.from_body(parsed.write_key.as_deref())?,
+    };
+    if parsed.events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::too_many_events(parsed.events.len(), MAX_EVENTS_PER_REQUEST));
+    }
+    if let Some(limiter) = &state.rate_limiter {
+        limiter.take(key, parsed.events.len()).map_err(ApiError::rate_limited)?;
+    }
+
+    let received_at = crate::clock::now();
+    let checked = events::check_events(&parsed.events, parsed.sent_at, received_at);
+    let event_names: Vec<String> = checked.accepted.iter().map(|event| event.name.clone()).collect();
+    let valid = checked.accepted.len();
+    let outcome = if checked.accepted.is_empty() {
+        Default::default()
+    } else {
+        state.sink.append(checked.accepted).await.map_err(|error| {
+            tracing::error!(message = "ingest cannot store events", %error);
+            ApiError::unavailable(&error.to_string(), UNAVAILABLE_RETRY_AFTER)
+        })?
+    };
+    let metrics = &state.metrics;
+    metrics.events_accepted.inc_by(outcome.appended as u64);
+    metrics.events_deduplicated.inc_by(outcome.duplicates as u64);
+    metrics.events_rejected.inc_by(checked.rejected.len() as u64);
+    if let Some(rules) = &state.rules {
+        let unrouted = event_names.iter().filter(|name| rules.destinations_for(name).is_empty()).count();
+        metrics.events_unrouted.inc_by(unrouted as u64);
+    }
+    Ok(Accepted { accepted: valid, rejected: checked.rejected })
+}
+
+/// A request body once parsed: the raw events, and the batch's `sent_at` and `write_key`.
+#[derive(Debug)]
+pub struct ParsedBody<'a> {
+    /// Each event's JSON as received (re-serialized only for `/v1/event` with a `write_key`).
+    pub events: Vec<Cow<'a, str>>,
+    /// The batch's `sent_at`, the default for events without their own.
+    pub sent_at: Option<OffsetDateTime>,
+    /// A beacon's key.
+    pub write_key: Option<String>,
+}

@@ -1,0 +1,244 @@
+//! Local mode: the whole pipeline in one process (`tributary serve`).
+//!
+//! ingest (axum) → embedded log → one delivery worker per destination → connectors → DLQ,
+//! plus `/healthz`, `/metrics` and the status page.
+//!
+//! # Invariants
+//! - Nothing is served before the rules loaded, every rule names a configured destination, and
+//!   every connector was built: a bad config fails at start, not at the first event.
+//! - On SIGTERM or SIGINT the listener stops taking requests, requests in progress finish,
+//!   workers finish their in-flight batches (a few seconds at most) and commit their offsets,
+//!   then the log closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::connectors::retry::RetryPolicy;
+use crate::delivery::DestinationWorker;
+use crate::delivery::job::JobContext;
+use crate::dlq::DeadLetterQueue;
+use crate::dlq::redrive::RedriveTarget;
+use crate::ingest::{self, IngestState, RateLimiter, WriteKeys};
+use crate::log::{EventLog, LogOptions, maintenance};
+use crate::ops::metrics::Metrics;
+use crate::ops::{self, AdminAccess};
+use crate::routing::RoutingRules;
+use crate::{clock, connectors};
+
+/// Batches in flight (or waiting for a retry) per destination.
+const JOBS_PER_DESTINATION: usize = 4;
+/// How often retention runs.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the DLQ depth gauge is refreshed (the `dlq` commands change it from outside).
+const DLQ_DEPTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration, rules or a destination is unusable.
+    #[error("{0}")]
+    Setup(String),
+    /// The listener failed.
+    #[error("cannot listen on {address}: {error}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+/// Loads and checks the routing rules of a configuration against its destinations.
+///
+/// # Errors
+/// The rules file's `FILE:LINE:COLUMN: message`, or why it cannot be read.
+pub fn load_rules(config: &Config) -> Result<RoutingRules, String> {
+    let (text, file) = config.rules_text().map_err(|error| error.to_string())?;
+    let rules = RoutingRules::parse(&text, &file).map_err(|error| error.to_string())?;
+    rules.check_destinations(config.destinations.keys().map(String::as_str)).map_err(|error| error.to_string())?;
+    Ok(rules)
+}
+
+/// Builds every configured destination's connector.
+///
+/// # Errors
+/// The first destination that cannot be built.
+pub fn build_targets(config: &Config) -> Result<HashMap<String, RedriveTarget>, String> {
+    let mut targets = HashMap::new();
+    for (name, destination) in &config.destinations {
+        let connector = connectors::build(name, destination).map_err(|error| error.to_string())?;
+        targets.insert(name.clone(), RedriveTarget { connector, batch_size: destination.batch_size });
+    }
+    Ok(targets)
+}
+
+/// A running local pipeline.
+pub struct LocalPipeline {
+    /// Where it listens.
+    pub address: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl LocalPipeline {
+    /// Starts everything and binds the listener (`listen` overrides `server.listen`).
+    ///
+    /// # Errors
+    /// A [`ServeError`] saying what cannot be set up.
+    pub async fn start(config: &Config, listen: Option<&str>) -> Result<Self, ServeError> {
+        let setup = ServeError::Setup;
+        let rules = Arc::new(load_rules(config).map_err(setup)?);
+        let targets = build_targets(config).map_err(setup)?;
+        let options = LogOptions {
+            dedup_window: config.storage.dedup_window,
+            retention: config.storage.retention,
+            max_bytes: config.storage.max_log_bytes,
+        };
+        let log = EventLog::open(&config.storage.data_dir, &options).map_err(|error| setup(error.to_string()))?;
+        let dlq = DeadLetterQueue::open(&config.storage.data_dir).map_err(|error| setup(error.to_string()))?;
+        let metrics = Arc::new(Metrics::new());
+
+        let address = listen.unwrap_or(&config.server.listen).to_owned();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|error| ServeError::Listen { address: address.clone(), error })?;
+        let local_address = listener.local_addr().map_err(|error| ServeError::Listen { address, error })?;
+        let access = admin_access(local_address, &config.server.admin_token_env);
+        if let AdminAccess::Closed { variable } = &access {
+            tracing::warn!(message = "listening beyond loopback without an admin token: / and /metrics answer 401", variable = %variable);
+        }
+
+        let ingest_state = Arc::new(IngestState {
+            sink: Arc::new(log.clone()),
+            write_keys: WriteKeys::new(config.server.write_keys.clone()),
+            rate_limiter: (config.server.rate_limit_per_key > 0).then(|| RateLimiter::new(config.server.rate_limit_per_key)),
+            metrics: metrics.clone(),
+            rules: Some(rules.clone()),
+        });
+        let app = ingest::router(ingest_state, &config.server.allowed_origins).merge(ops::router(metrics.clone(), access));
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut workers = JoinSet::new();
+        for (name, destination) in &config.destinations {
+            metrics.declare_destination(name);
+            let target = &targets[name];
+            let worker = DestinationWorker {
+                context: Arc::new(JobContext {
+                    destination: name.clone(),
+                    connector: target.connector.clone(),
+                    retry: RetryPolicy::new(destination.retry),
+                    dlq: dlq.clone(),
+                    metrics: metrics.clone(),
+                }),
+                batch_size: destination.batch_size,
+                max_jobs: JOBS_PER_DESTINATION,
+                rules: rules.clone(),
+                log: log.clone(),
+            };
+            let token = shutdown.clone();
+            let name = name.clone();
+            workers.spawn(async move {
+                if let Err(error) = worker.run(token).await {
+                    tracing::error!(message = "delivery worker stopped", destination = %name, %error);
+                }
+            });
+        }
+        let destinations: Vec<String> = config.destinations.keys().cloned().collect();
+        tasks.spawn(maintain(log.clone(), dlq, metrics, destinations, options, shutdown.clone()));
+
+        let server_shutdown = shutdown.clone();
+        let server_log = log.clone();
+        tasks.spawn(async move {
+            let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(server_shutdown.clone().cancelled_owned());
+            if let Err(error) = server.await {
+                tracing::error!(message = "HTTP server failed", %error);
+            }
+            // The listener is closed: stop the workers, then the log.
+            server_shutdown.cancel();
+            while workers.join_next().await.is_some() {}
+            server_log.close().await;
+        });
+        Ok(Self { address: local_address, shutdown, tasks })
+    }
+
+    /// A token that stops the pipeline when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the pipeline has stopped (after [`LocalPipeline::shutdown_token`] is
+    /// cancelled).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Open on loopback; elsewhere the admin token from `variable`, or closed when it is unset.
+fn admin_access(address: SocketAddr, variable: &str) -> AdminAccess {
+    if address.ip().is_loopback() {
+        return AdminAccess::Open;
+    }
+    match std::env::var(variable) {
+        Ok(token) if !token.is_empty() => AdminAccess::Token(token),
+        _ => AdminAccess::Closed { variable: variable.to_owned() },
+    }
+}
+
+/// Retention, dedup expiry and the DLQ depth gauge, until shutdown.
+async fn maintain(
+    log: EventLog,
+    dlq: DeadLetterQueue,
+    metrics: Arc<Metrics>,
+    destinations: Vec<String>,
+    options: LogOptions,
+    shutdown: CancellationToken,
+) {
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    let mut depth = tokio::time::interval(DLQ_DEPTH_INTERVAL);
+    let reader = match log.reader() {
+        Ok(reader) => Arc::new(std::sync::Mutex::new(reader)),
+        Err(error) => {
+            tracing::error!(message = "maintenance cannot open the log", %error);
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = sweep.tick() => {
+                let reader = reader.clone();
+                let destinations = destinations.clone();
+                let options = options.clone();
+                let swept = tokio::task::spawn_blocking(move || {
+                    let reader = reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    maintenance::sweep(&reader, &destinations, clock::now(), options.retention, options.dedup_window)
+                }).await;
+                match swept {
+                    Ok(Ok(outcome)) if outcome.records > 0 || outcome.ids > 0 => {
+                        tracing::info!(message = "retention sweep", records = outcome.records, ids = outcome.ids);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::warn!(message = "retention sweep failed", %error),
+                    Err(error) => tracing::warn!(message = "retention sweep task failed", %error),
+                }
+            }
+            _ = depth.tick() => {
+                let dlq = dlq.clone();
+                if let Ok(Ok(depths)) = tokio::task::spawn_blocking(move || dlq.depth()).await {
+                    for name in &destinations {
+                        let count = depths.get(name).copied().unwrap_or(0);
+                        metrics.dlq_depth.get_or_create(&Metrics::destination(name)).set(i64::try_from(count).unwrap_or(i64::MAX));
+                    }
+                }
+            }
+        }
+    }
+}

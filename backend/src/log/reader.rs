@@ -1,0 +1,133 @@
+//! Reading the log after an offset, and the committed offsets of destinations.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tributary_core::Timestamp;
+
+use super::schema::{self, Role, checksum, from_sql, to_sql};
+use super::{LogError, LogRecord};
+
+/// A connection for reading records and committing offsets (blocking; use from a blocking task).
+pub struct LogReader {
+    connection: Connection,
+}
+
+/// A batch of records read, and the offsets skipped because their checksum failed.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// Intact records in offset order.
+    pub records: Vec<LogRecord>,
+    /// Offsets of corrupt records (skipped).
+    pub corrupt: Vec<u64>,
+    /// The greatest offset examined (the next read starts after it).
+    pub last_examined: Option<u64>,
+}
+
+impl LogReader {
+    pub(crate) fn open(path: &Path) -> Result<Self, LogError> {
+        Ok(Self { connection: schema::open(path, Role::Reader, 0)? })
+    }
+
+    /// Up to `limit` records with offsets greater than `after`, in order.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn read_after(&mut self, after: u64, limit: usize) -> Result<ReadBatch, LogError> {
+        let sqlite = |error: rusqlite::Error| LogError::from_sqlite(&error);
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT offset, id, name, partition_key, received_at, payload, checksum
+                 FROM log WHERE offset > ?1 ORDER BY offset LIMIT ?2",
+            )
+            .map_err(sqlite)?;
+        let mut rows = statement
+            .query(params![to_sql(after), i64::try_from(limit).unwrap_or(i64::MAX)])
+            .map_err(sqlite)?;
+        let mut batch = ReadBatch::default();
+        while let Some(row) = rows.next().map_err(sqlite)? {
+            let offset = from_sql(row.get(0).map_err(sqlite)?);
+            batch.last_examined = Some(offset);
+            let fields = (|| {
+                Ok::<_, rusqlite::Error>((
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })();
+            match fields {
+                Ok((id, name, partition_key, received_at, payload, stored))
+                    if i64::from(checksum(offset, &id, &payload)) == stored =>
+                {
+                    batch.records.push(LogRecord {
+                        offset,
+                        id,
+                        name,
+                        partition_key,
+                        received_at: Timestamp::from_unix_millis(from_sql(received_at)),
+                        json: Arc::from(payload),
+                    });
+                }
+                _ => batch.corrupt.push(offset),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The offset `destination` committed (0 when it never did).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn committed_offset(&self, destination: &str) -> Result<u64, LogError> {
+        let offset: Option<i64> = self
+            .connection
+            .query_row("SELECT offset FROM offsets WHERE destination = ?1", [destination], |row| row.get(0))
+            .optional()
+            .map_err(|error| LogError::from_sqlite(&error))?;
+        Ok(offset.map_or(0, from_sql))
+    }
+
+    /// Records that `destination` is done with every offset up to `offset` (never moves back).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn commit_offset(&self, destination: &str, offset: u64) -> Result<(), LogError> {
+        self.connection
+            .execute(
+                "INSERT INTO offsets (destination, offset) VALUES (?1, ?2)
+                 ON CONFLICT (destination) DO UPDATE SET offset = MAX(offset, excluded.offset)",
+                params![destination, to_sql(offset)],
+            )
+            .map(drop)
+            .map_err(|error| LogError::from_sqlite(&error))
+    }
+
+    /// The newest offset in the log (0 when empty).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn last_offset(&self) -> Result<u64, LogError> {
+        schema::last_offset(&self.connection)
+    }
+
+    /// The number of records, for status and tests.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_count(&self) -> Result<u64, LogError> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM log", [], |row| row.get(0))
+            .map_err(|error| LogError::from_sqlite(&error))?;
+        Ok(from_sql(count))
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}

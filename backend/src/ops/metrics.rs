@@ -1,0 +1,142 @@
+//! The Prometheus metrics of the local pipeline (`GET /metrics`), documented in
+//! `docs/OPERATIONS.md`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-destination metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    /// The destination's name.
+    pub destination: String,
+}
+
+/// Labels of HTTP request counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Every metric, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events stored by the ingest.
+    pub events_accepted: Counter,
+    /// Events refused by the ingest (a `rejected` entry).
+    pub events_rejected: Counter,
+    /// Events answered as accepted but not stored again (seen within the dedup window).
+    pub events_deduplicated: Counter,
+    /// Accepted events that no rule sends anywhere.
+    pub events_unrouted: Counter,
+    /// Ingest responses, by status.
+    pub http_requests: Family<StatusLabel, Counter>,
+    /// Events delivered, per destination.
+    pub delivered: Family<DestinationLabel, Counter>,
+    /// Event delivery attempts that failed and were retried, per destination.
+    pub retried: Family<DestinationLabel, Counter>,
+    /// Events written to the DLQ, per destination.
+    pub dead_lettered: Family<DestinationLabel, Counter>,
+    /// Events waiting for a retry now, per destination.
+    pub retrying: Family<DestinationLabel, Gauge>,
+    /// Log records not yet delivered or dead-lettered, per destination.
+    pub log_lag_events: Family<DestinationLabel, Gauge>,
+    /// Age in seconds of the oldest such record (the local twin of Kinesis `IteratorAge`).
+    pub log_lag_seconds: Family<DestinationLabel, Gauge>,
+    /// Messages in the DLQ, per destination.
+    pub dlq_depth: Family<DestinationLabel, Gauge>,
+    /// Log records skipped because their checksum failed.
+    pub corrupt_records: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tributary");
+        let events_accepted = Counter::default();
+        let events_rejected = Counter::default();
+        let events_deduplicated = Counter::default();
+        let events_unrouted = Counter::default();
+        let http_requests = Family::<StatusLabel, Counter>::default();
+        let delivered = Family::<DestinationLabel, Counter>::default();
+        let retried = Family::<DestinationLabel, Counter>::default();
+        let dead_lettered = Family::<DestinationLabel, Counter>::default();
+        let retrying = Family::<DestinationLabel, Gauge>::default();
+        let log_lag_events = Family::<DestinationLabel, Gauge>::default();
+        let log_lag_seconds = Family::<DestinationLabel, Gauge>::default();
+        let dlq_depth = Family::<DestinationLabel, Gauge>::default();
+        let corrupt_records = Counter::default();
+        registry.register("events_accepted", "Events stored by the ingest", events_accepted.clone());
+        registry.register("events_rejected", "Events refused by the ingest", events_rejected.clone());
+        registry.register(
+            "events_deduplicated",
+            "Events seen before within the dedup window, answered as accepted and not stored again",
+            events_deduplicated.clone(),
+        );
+        registry.register("events_unrouted", "Accepted events no routing rule enables", events_unrouted.clone());
+        registry.register("http_requests", "Ingest responses by status", http_requests.clone());
+        registry.register("destination_delivered", "Events delivered", delivered.clone());
+        registry.register("destination_retried", "Event deliveries retried", retried.clone());
+        registry.register("destination_dead_lettered", "Events written to the DLQ", dead_lettered.clone());
+        registry.register("destination_retrying", "Events waiting for a retry", retrying.clone());
+        registry.register("log_lag_events", "Log records not yet delivered or dead-lettered", log_lag_events.clone());
+        registry.register(
+            "log_lag_seconds",
+            "Age of the oldest log record not yet delivered or dead-lettered",
+            log_lag_seconds.clone(),
+        );
+        registry.register("dlq_depth", "Messages in the dead-letter queue", dlq_depth.clone());
+        registry.register("log_corrupt_records", "Log records skipped because their checksum failed", corrupt_records.clone());
+        Self {
+            registry,
+            events_accepted,
+            events_rejected,
+            events_deduplicated,
+            events_unrouted,
+            http_requests,
+            delivered,
+            retried,
+            dead_lettered,
+            retrying,
+            log_lag_events,
+            log_lag_seconds,
+            dlq_depth,
+            corrupt_records,
+        }
+    }
+
+    /// The label of `destination`.
+    pub fn destination(destination: &str) -> DestinationLabel {
+        DestinationLabel { destination: destination.to_owned() }
+    }
+
+    /// Makes every per-destination series appear (at 0) before anything happens to it.
+    pub fn declare_destination(&self, destination: &str) {
+        let label = Self::destination(destination);
+        let _ = self.delivered.get_or_create(&label);
+        let _ = self.retried.get_or_create(&label);
+        let _ = self.dead_lettered.get_or_create(&label);
+        let _ = self.retrying.get_or_create(&label);
+        let _ = self.log_lag_events.get_or_create(&label);
+        let _ = self.log_lag_seconds.get_or_create(&label);
+        let _ = self.dlq_depth.get_or_create(&label);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
