@@ -200,6 +200,7 @@ async fn beacons_gzip_single_events_and_missing_content_type_are_accepted() {
     assert_eq!(response.status(), 200);
 
     eventually(Duration::from_secs(10), "all three in the warehouse", || server.warehouse_ids().len() == 3).await;
+    eventually(Duration::from_secs(10), "all three archived", || server.jsonl("data/archive.jsonl").len() == 3).await;
     let archived = server.jsonl("data/archive.jsonl");
     let single = archived.iter().find(|event| event["id"] == "s-1").unwrap();
     assert!(single.get("write_key").is_none(), "the key is not stored");
