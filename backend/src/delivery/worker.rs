@@ -114,8 +114,11 @@ impl DestinationWorker {
             }
             self.publish_lag(&label, &progress, newest);
 
-            let caught_up = progress.cursor >= *appended.borrow();
             let room_to_read = progress.waiting.len() < READ_AHEAD;
+            if room_to_read && progress.cursor < newest {
+                // The last read stopped at its chunk size: read on at once.
+                continue;
+            }
             let commit_pending = safe > progress.committed;
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -125,7 +128,8 @@ impl DestinationWorker {
                         finish(&mut progress, &handle, done.is_ok());
                     }
                 }
-                changed = appended.changed(), if caught_up && room_to_read => {
+                // Wakes at once for any append since `borrow_and_update` above.
+                changed = appended.changed(), if room_to_read => {
                     if changed.is_err() { break; }
                 }
                 () = tokio::time::sleep(COMMIT_INTERVAL), if commit_pending => {}
