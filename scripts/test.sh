@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core and
-# the docs. README.md gives this command; .ci/run runs exactly this.
+# The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
+# the docs, and README's first command (scripts/demo.sh --check). README.md gives this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +28,7 @@ stage "cargo test" cargo test --workspace --locked
 stage "sdk-core on wasm32-unknown-unknown" \
     cargo check -p tributary-core --target wasm32-unknown-unknown --locked
 stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# README's first command, checked: the demo traffic lands exactly as samples/rules.json says.
+stage "demo (scripts/demo.sh --check)" env TRIBUTARY_LISTEN=127.0.0.1:0 bash scripts/demo.sh --check
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"
