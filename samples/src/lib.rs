@@ -1,3 +1,6 @@
-//! Runnable examples for every Tributary producer.
+//! Runnable examples for every Tributary producer (see `samples/README.md`), plus
+//! `samples/rules.json` and `samples/tributary.toml`, which `tributary serve` embeds as its
+//! built-in defaults.
 //!
-//! A placeholder so the workspace builds; see the project README for the roadmap.
+//! - `cargo run -p tributary-samples --example server_http`: a backend server sending events
+//!   through `tributary-server`'s HTTP mode to a running `tributary serve`.
