@@ -86,6 +86,9 @@ impl Envelope {
     /// A [`ValidationError`] naming the field at fault: malformed JSON, a wrong type, an unknown
     /// field, or any rule of [`Envelope::validate`].
     pub fn from_json(text: &str) -> Result<Self, ValidationError> {
+        if !text.trim_start().starts_with('{') {
+            return Err(ValidationError::new("event", Problem::NotAnObject));
+        }
         let deserializer = &mut serde_json::Deserializer::from_str(text);
         let envelope: Envelope =
             serde_path_to_error::deserialize(deserializer).map_err(from_serde_error)?;
