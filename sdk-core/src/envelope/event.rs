@@ -89,9 +89,14 @@ impl Envelope {
         if !text.trim_start().starts_with('{') {
             return Err(ValidationError::new("event", Problem::NotAnObject));
         }
-        let deserializer = &mut serde_json::Deserializer::from_str(text);
-        let envelope: Envelope =
-            serde_path_to_error::deserialize(deserializer).map_err(from_serde_error)?;
+        let envelope: Envelope = match serde_json::from_str(text) {
+            Ok(envelope) => envelope,
+            // Parse again, slower, only to name the field at fault.
+            Err(_) => {
+                let deserializer = &mut serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(deserializer).map_err(from_serde_error)?
+            }
+        };
         envelope.validate()?;
         Ok(envelope)
     }
