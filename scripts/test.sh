@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
-# the docs, and README's first command (scripts/demo.sh --check). README.md gives this command; .ci/run runs exactly this.
+# the docs, README's first command (scripts/demo.sh --check) and the status page in headless
+# Chromium (scripts/test-browser.sh). README.md gives this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,7 @@ stage "sdk-core on wasm32-unknown-unknown" \
 stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # README's first command, checked: the demo traffic lands exactly as samples/rules.json says.
 stage "demo (scripts/demo.sh --check)" env TRIBUTARY_LISTEN=127.0.0.1:0 bash scripts/demo.sh --check
+# The status page in headless Chromium (installs chromium and the npm packages when missing).
+stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-browser.sh
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

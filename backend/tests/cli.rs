@@ -55,14 +55,14 @@ fn a_config_with_an_unknown_key_does_not_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_config_serve_from_an_empty_folder_routes_the_demo_traffic_as_the_rules_say() {
     let folder = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BINARY)
+    let mut child = KillOnDrop(Command::new(BINARY)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(folder.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(folder.path().join("serve.log")).unwrap()))
         .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let address = loop {
         let line = lines.next().unwrap().unwrap();
         if let Some(address) = line.strip_prefix("tributary: listening on http://") {
@@ -90,8 +90,16 @@ async fn zero_config_serve_from_an_empty_folder_routes_the_demo_traffic_as_the_r
     assert_eq!(count_lines("archive.jsonl"), 300, "all 300");
     assert_eq!(count_lines("mixpanel.jsonl"), 120, "page_view, search, button_click, page_scroll");
     assert_eq!(count_lines("hubspotcrm.jsonl"), 210, "seven of the nine names");
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// Kills the server even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
