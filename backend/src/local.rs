@@ -61,7 +61,9 @@ pub enum ServeError {
 pub fn load_rules(config: &Config) -> Result<RoutingRules, String> {
     let (text, file) = config.rules_text().map_err(|error| error.to_string())?;
     let rules = RoutingRules::parse(&text, &file).map_err(|error| error.to_string())?;
-    rules.check_destinations(config.destinations.keys().map(String::as_str)).map_err(|error| error.to_string())?;
+    rules
+        .check_destinations(config.destinations.keys().map(String::as_str))
+        .map_err(|error| error.to_string())?;
     Ok(rules)
 }
 
@@ -73,7 +75,13 @@ pub fn build_targets(config: &Config) -> Result<HashMap<String, RedriveTarget>, 
     let mut targets = HashMap::new();
     for (name, destination) in &config.destinations {
         let connector = connectors::build(name, destination).map_err(|error| error.to_string())?;
-        targets.insert(name.clone(), RedriveTarget { connector, batch_size: destination.batch_size });
+        targets.insert(
+            name.clone(),
+            RedriveTarget {
+                connector,
+                batch_size: destination.batch_size,
+            },
+        );
     }
     Ok(targets)
 }
@@ -100,15 +108,22 @@ impl LocalPipeline {
             retention: config.storage.retention,
             max_bytes: config.storage.max_log_bytes,
         };
-        let log = EventLog::open(&config.storage.data_dir, &options).map_err(|error| setup(error.to_string()))?;
-        let dlq = DeadLetterQueue::open(&config.storage.data_dir).map_err(|error| setup(error.to_string()))?;
+        let log = EventLog::open(&config.storage.data_dir, &options)
+            .map_err(|error| setup(error.to_string()))?;
+        let dlq = DeadLetterQueue::open(&config.storage.data_dir)
+            .map_err(|error| setup(error.to_string()))?;
         let metrics = Arc::new(Metrics::new());
 
         let address = listen.unwrap_or(&config.server.listen).to_owned();
         let listener = tokio::net::TcpListener::bind(&address)
             .await
-            .map_err(|error| ServeError::Listen { address: address.clone(), error })?;
-        let local_address = listener.local_addr().map_err(|error| ServeError::Listen { address, error })?;
+            .map_err(|error| ServeError::Listen {
+                address: address.clone(),
+                error,
+            })?;
+        let local_address = listener
+            .local_addr()
+            .map_err(|error| ServeError::Listen { address, error })?;
         let access = admin_access(local_address, &config.server.admin_token_env);
         if let AdminAccess::Closed { variable } = &access {
             tracing::warn!(message = "listening beyond loopback without an admin token: / and /metrics answer 401", variable = %variable);
@@ -117,11 +132,13 @@ impl LocalPipeline {
         let ingest_state = Arc::new(IngestState {
             sink: Arc::new(log.clone()),
             write_keys: WriteKeys::new(config.server.write_keys.clone()),
-            rate_limiter: (config.server.rate_limit_per_key > 0).then(|| RateLimiter::new(config.server.rate_limit_per_key)),
+            rate_limiter: (config.server.rate_limit_per_key > 0)
+                .then(|| RateLimiter::new(config.server.rate_limit_per_key)),
             metrics: metrics.clone(),
             rules: Some(rules.clone()),
         });
-        let app = ingest::router(ingest_state, &config.server.allowed_origins).merge(ops::router(metrics.clone(), access));
+        let app = ingest::router(ingest_state, &config.server.allowed_origins)
+            .merge(ops::router(metrics.clone(), access));
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -151,13 +168,23 @@ impl LocalPipeline {
             });
         }
         let destinations: Vec<String> = config.destinations.keys().cloned().collect();
-        tasks.spawn(maintain(log.clone(), dlq, metrics, destinations, options, shutdown.clone()));
+        tasks.spawn(maintain(
+            log.clone(),
+            dlq,
+            metrics,
+            destinations,
+            options,
+            shutdown.clone(),
+        ));
 
         let server_shutdown = shutdown.clone();
         let server_log = log.clone();
         tasks.spawn(async move {
-            let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(server_shutdown.clone().cancelled_owned());
+            let server = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(server_shutdown.clone().cancelled_owned());
             if let Err(error) = server.await {
                 tracing::error!(message = "HTTP server failed", %error);
             }
@@ -166,7 +193,11 @@ impl LocalPipeline {
             while workers.join_next().await.is_some() {}
             server_log.close().await;
         });
-        Ok(Self { address: local_address, shutdown, tasks })
+        Ok(Self {
+            address: local_address,
+            shutdown,
+            tasks,
+        })
     }
 
     /// A token that stops the pipeline when cancelled.
@@ -182,13 +213,15 @@ impl LocalPipeline {
 }
 
 /// Open on loopback; elsewhere the admin token from `variable`, or closed when it is unset.
-fn admin_access(address: SocketAddr, variable: &str) -> AdminAccess {
+pub(crate) fn admin_access(address: SocketAddr, variable: &str) -> AdminAccess {
     if address.ip().is_loopback() {
         return AdminAccess::Open;
     }
     match std::env::var(variable) {
         Ok(token) if !token.is_empty() => AdminAccess::Token(token),
-        _ => AdminAccess::Closed { variable: variable.to_owned() },
+        _ => AdminAccess::Closed {
+            variable: variable.to_owned(),
+        },
     }
 }
 
@@ -240,5 +273,34 @@ async fn maintain(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_access_depends_on_the_address() {
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(matches!(
+            admin_access(loopback, "TRIBUTARY_TEST_UNSET_VARIABLE"),
+            AdminAccess::Open
+        ));
+        let ipv6_loopback: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert!(matches!(
+            admin_access(ipv6_loopback, "TRIBUTARY_TEST_UNSET_VARIABLE"),
+            AdminAccess::Open
+        ));
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(matches!(
+            admin_access(public, "TRIBUTARY_TEST_UNSET_VARIABLE"),
+            AdminAccess::Closed { variable } if variable == "TRIBUTARY_TEST_UNSET_VARIABLE"
+        ));
+        // PATH is set in every environment: it stands in for a configured token.
+        assert!(matches!(
+            admin_access(public, "PATH"),
+            AdminAccess::Token(_)
+        ));
     }
 }

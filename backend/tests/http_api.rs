@@ -18,7 +18,12 @@ async fn body(response: reqwest::Response) -> Value {
 
 fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|message| !message.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,19 +45,43 @@ async fn accepted_batches_and_rejected_events_by_index() {
     let answer = body(response).await;
     assert_eq!(answer["accepted"], 3);
     let rejected = answer["rejected"].as_array().unwrap();
-    let indexes: Vec<u64> = rejected.iter().map(|entry| entry["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = rejected
+        .iter()
+        .map(|entry| entry["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, [1, 3, 4]);
     assert_eq!(rejected[0]["error"], "name: must not be empty");
-    assert!(rejected[1]["error"].as_str().unwrap().starts_with("data: invalid type"), "{answer}");
-    assert!(rejected[2]["error"].as_str().unwrap().contains("over the limit of 32768 bytes"), "{answer}");
+    assert!(
+        rejected[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("data: invalid type"),
+        "{answer}"
+    );
+    assert!(
+        rejected[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 32768 bytes"),
+        "{answer}"
+    );
 
-    eventually(Duration::from_secs(10), "valid neighbours in the warehouse", || server.warehouse_ids().len() == 3).await;
+    eventually(
+        Duration::from_secs(10),
+        "valid neighbours in the warehouse",
+        || server.warehouse_ids().len() == 3,
+    )
+    .await;
     let mut ids = server.warehouse_ids();
     ids.sort();
     assert_eq!(ids, ["e-0", "e-2", "e-5"]);
 
     // A batch whose events are all invalid is still a 200.
-    let response = post(&server.url("/v1/batch"), batch(&[json!({"name": "$nope", "data": {}})])).await;
+    let response = post(
+        &server.url("/v1/batch"),
+        batch(&[json!({"name": "$nope", "data": {}})]),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let answer = body(response).await;
     assert_eq!(answer["accepted"], 0);
@@ -62,17 +91,32 @@ async fn accepted_batches_and_rejected_events_by_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_bodies_are_400_with_line_and_column() {
     let server = Server::start(&config_with(""), &sample_rules());
-    let response = post(&server.url("/v1/batch"), "{\"batch\": [\n  {\"name\": \"a\",}\n]}".into()).await;
+    let response = post(
+        &server.url("/v1/batch"),
+        "{\"batch\": [\n  {\"name\": \"a\",}\n]}".into(),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     let answer = body(response).await;
     assert_error(&answer, "invalid_json");
-    assert_eq!((answer["error"]["line"].as_u64(), answer["error"]["column"].as_u64()), (Some(2), Some(16)), "{answer}");
+    assert_eq!(
+        (
+            answer["error"]["line"].as_u64(),
+            answer["error"]["column"].as_u64()
+        ),
+        (Some(2), Some(16)),
+        "{answer}"
+    );
 
     let response = post(&server.url("/v1/batch"), r#"{"events": []}"#.into()).await;
     assert_eq!(response.status(), 400);
     assert_error(&body(response).await, "invalid_body");
 
-    let response = post(&server.url("/v1/batch"), r#"{"batch": [], "sent_at": "noon"}"#.into()).await;
+    let response = post(
+        &server.url("/v1/batch"),
+        r#"{"batch": [], "sent_at": "noon"}"#.into(),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert_error(&body(response).await, "invalid_body");
 
@@ -91,10 +135,21 @@ async fn missing_and_unknown_keys_are_401() {
     let server = Server::start(&config_with(""), &sample_rules());
     let client = reqwest::Client::new();
     let body_text = batch(&[event("login", "k-1")]);
-    let response = client.post(server.url("/v1/batch")).body(body_text.clone()).send().await.unwrap();
+    let response = client
+        .post(server.url("/v1/batch"))
+        .body(body_text.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     assert_error(&body(response).await, "unauthorized");
-    let response = client.post(server.url("/v1/batch")).bearer_auth("wrong").body(body_text.clone()).send().await.unwrap();
+    let response = client
+        .post(server.url("/v1/batch"))
+        .bearer_auth("wrong")
+        .body(body_text.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let response = client
         .post(server.url("/v1/batch"))
@@ -105,14 +160,22 @@ async fn missing_and_unknown_keys_are_401() {
         .unwrap();
     assert_eq!(response.status(), 401);
     // Basic with the key as user works.
-    let response = client.post(server.url("/v1/batch")).basic_auth(WRITE_KEY, Some("")).body(body_text).send().await.unwrap();
+    let response = client
+        .post(server.url("/v1/batch"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .body(body_text)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_413_and_nothing_is_accepted() {
     let server = Server::start(&config_with(""), &sample_rules());
-    let events: Vec<Value> = (0..501).map(|index| event("login", &format!("many-{index}"))).collect();
+    let events: Vec<Value> = (0..501)
+        .map(|index| event("login", &format!("many-{index}")))
+        .collect();
     let response = post(&server.url("/v1/batch"), batch(&events)).await;
     assert_eq!(response.status(), 413);
     assert_error(&body(response).await, "too_many_events");
@@ -141,14 +204,20 @@ async fn oversized_requests_are_413_and_nothing_is_accepted() {
     assert_eq!(response.status(), 413);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(server.warehouse_ids().is_empty(), "nothing of a 413 is accepted");
+    assert!(
+        server.warehouse_ids().is_empty(),
+        "nothing of a 413 is accepted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_content_types_and_encodings_are_415() {
     let server = Server::start(&config_with(""), &sample_rules());
     let client = reqwest::Client::new();
-    for (header, value) in [("content-type", "application/x-www-form-urlencoded"), ("content-encoding", "br")] {
+    for (header, value) in [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("content-encoding", "br"),
+    ] {
         let response = client
             .post(server.url("/v1/batch"))
             .bearer_auth(WRITE_KEY)
@@ -177,12 +246,20 @@ async fn beacons_gzip_single_events_and_missing_content_type_are_accepted() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let wrong_key = json!({"batch": [event("page_view", "b-2")], "write_key": "wrong"}).to_string();
-    let response = client.post(server.url("/v1/batch")).header("content-type", "text/plain").body(wrong_key).send().await.unwrap();
+    let response = client
+        .post(server.url("/v1/batch"))
+        .header("content-type", "text/plain")
+        .body(wrong_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
 
     // gzip.
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(batch(&[event("search", "g-1")]).as_bytes()).unwrap();
+    encoder
+        .write_all(batch(&[event("search", "g-1")]).as_bytes())
+        .unwrap();
     let response = client
         .post(server.url("/v1/batch"))
         .bearer_auth(WRITE_KEY)
@@ -195,12 +272,26 @@ async fn beacons_gzip_single_events_and_missing_content_type_are_accepted() {
     assert_eq!(body(response).await["accepted"], 1);
 
     // One event to /v1/event, no Content-Type (read as JSON), key in the body.
-    let single = json!({"id": "s-1", "name": "login", "data": {}, "write_key": WRITE_KEY}).to_string();
-    let response = client.post(server.url("/v1/event")).body(single).send().await.unwrap();
+    let single =
+        json!({"id": "s-1", "name": "login", "data": {}, "write_key": WRITE_KEY}).to_string();
+    let response = client
+        .post(server.url("/v1/event"))
+        .body(single)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 
-    eventually(Duration::from_secs(10), "all three in the warehouse", || server.warehouse_ids().len() == 3).await;
-    eventually(Duration::from_secs(10), "all three archived", || server.jsonl("data/archive.jsonl").len() == 3).await;
+    eventually(
+        Duration::from_secs(10),
+        "all three in the warehouse",
+        || server.warehouse_ids().len() == 3,
+    )
+    .await;
+    eventually(Duration::from_secs(10), "all three archived", || {
+        server.jsonl("data/archive.jsonl").len() == 3
+    })
+    .await;
     let archived = server.jsonl("data/archive.jsonl");
     let single = archived.iter().find(|event| event["id"] == "s-1").unwrap();
     assert!(single.get("write_key").is_none(), "the key is not stored");
@@ -211,10 +302,17 @@ async fn beacons_gzip_single_events_and_missing_content_type_are_accepted() {
 async fn duplicates_are_accepted_and_stored_once() {
     let server = Server::start(&config_with(""), &sample_rules());
     for _ in 0..3 {
-        let response = post(&server.url("/v1/batch"), batch(&[event("login", "dup-1"), event("login", "dup-1")])).await;
+        let response = post(
+            &server.url("/v1/batch"),
+            batch(&[event("login", "dup-1"), event("login", "dup-1")]),
+        )
+        .await;
         assert_eq!(body(response).await["accepted"], 2);
     }
-    eventually(Duration::from_secs(10), "delivered", || server.jsonl("data/archive.jsonl").len() == 1).await;
+    eventually(Duration::from_secs(10), "delivered", || {
+        server.jsonl("data/archive.jsonl").len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.jsonl("data/archive.jsonl").len(), 1, "stored once");
     let metrics = server.metrics().await;
@@ -224,21 +322,33 @@ async fn duplicates_are_accepted_and_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
-    let config = config_with("").replace("write_keys = [\"test-key\"]", "write_keys = [\"test-key\"]\nrate_limit_per_key = 50");
+    let config = config_with("").replace(
+        "write_keys = [\"test-key\"]",
+        "write_keys = [\"test-key\"]\nrate_limit_per_key = 50",
+    );
     let server = Server::start(&config, &sample_rules());
-    let events: Vec<Value> = (0..100).map(|index| event("login", &format!("r-{index}"))).collect();
+    let events: Vec<Value> = (0..100)
+        .map(|index| event("login", &format!("r-{index}")))
+        .collect();
     let first = post(&server.url("/v1/batch"), batch(&events)).await;
     assert_eq!(first.status(), 200, "a full bucket may go into debt");
     let second = post(&server.url("/v1/batch"), batch(&[event("login", "r-x")])).await;
     assert_eq!(second.status(), 429);
-    let retry_after: u64 = second.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = second.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=3).contains(&retry_after), "{retry_after}");
     assert_error(&body(second).await, "rate_limited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_is_503_with_retry_after_and_the_server_recovers() {
-    let config = config_with("").replace("data_dir = \"data\"", "data_dir = \"data\"\nmax_log_bytes = 262144");
+    let config = config_with("").replace(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nmax_log_bytes = 262144",
+    );
     let server = Server::start(&config, &sample_rules());
     let mut saw_503 = false;
     for round in 0..200 {
@@ -261,7 +371,10 @@ async fn a_full_log_is_503_with_retry_after_and_the_server_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_is_answered_for_allowed_origins() {
-    let config = config_with("").replace("write_keys = [\"test-key\"]", "write_keys = [\"test-key\"]\nallowed_origins = [\"https://app.example\"]");
+    let config = config_with("").replace(
+        "write_keys = [\"test-key\"]",
+        "write_keys = [\"test-key\"]\nallowed_origins = [\"https://app.example\"]",
+    );
     let server = Server::start(&config, &sample_rules());
     let client = reqwest::Client::new();
     let preflight = |origin: &'static str| {
@@ -269,13 +382,22 @@ async fn cors_preflight_is_answered_for_allowed_origins() {
             .request(reqwest::Method::OPTIONS, server.url("/v1/batch"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization, content-type")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
             .send()
     };
     let allowed = preflight("https://app.example").await.unwrap();
     assert!(allowed.status().is_success(), "{}", allowed.status());
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
-    let methods = allowed.headers()["access-control-allow-methods"].to_str().unwrap().to_ascii_uppercase();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_ascii_uppercase();
     assert!(methods.contains("POST"), "{methods}");
     let other = preflight("https://evil.example").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
@@ -288,7 +410,15 @@ async fn health_and_metrics_answer() {
     assert_eq!(health.status(), 200);
     assert_eq!(body(health).await["status"], "ok");
     let metrics = server.metrics().await;
-    assert_eq!(metrics["tributary_destination_delivered_total{destination=\"archive\"}"], 0.0);
-    let page = reqwest::get(server.url("/")).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        metrics["tributary_destination_delivered_total{destination=\"archive\"}"],
+        0.0
+    );
+    let page = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("data-metric=\"tributary_events_accepted_total\""));
 }

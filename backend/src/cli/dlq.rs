@@ -12,12 +12,21 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
     let dlq = DeadLetterQueue::open(&config.storage.data_dir).map_err(|error| error.to_string())?;
     match args.command {
         DlqCommand::List { destination } => list(&dlq, destination.as_deref()),
-        DlqCommand::Backup { out, purge, destination } => {
-            let entries = dlq.list(destination.as_deref()).map_err(|error| error.to_string())?;
+        DlqCommand::Backup {
+            out,
+            purge,
+            destination,
+        } => {
+            let entries = dlq
+                .list(destination.as_deref())
+                .map_err(|error| error.to_string())?;
             let messages: Vec<StoredMessage> = entries.into_iter().filter_map(Result::ok).collect();
             let lines: Vec<BackupLine> = messages
                 .iter()
-                .map(|stored| BackupLine { body: stored.body.clone(), attributes: stored.message.attributes() })
+                .map(|stored| BackupLine {
+                    body: stored.body.clone(),
+                    attributes: stored.message.attributes(),
+                })
                 .collect();
             backup::append(&out, &lines).map_err(|error| format!("{}: {error}", out.display()))?;
             if purge {
@@ -29,14 +38,24 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
                 "backed up {} messages to {}{}",
                 lines.len(),
                 out.display(),
-                if purge { " and removed them from the DLQ" } else { "" }
+                if purge {
+                    " and removed them from the DLQ"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
-        DlqCommand::Redrive { destination, from, dry_run } => {
+        DlqCommand::Redrive {
+            destination,
+            from,
+            dry_run,
+        } => {
             let targets = build_targets(&config)?;
             let file_lines = match &from {
-                Some(path) => Some(backup::read(path).map_err(|error| format!("{}: {error}", path.display()))?),
+                Some(path) => Some(
+                    backup::read(path).map_err(|error| format!("{}: {error}", path.display()))?,
+                ),
                 None => None,
             };
             let source = match &file_lines {
@@ -64,7 +83,9 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
             Ok(())
         }
         DlqCommand::Purge { destination } => {
-            let removed = dlq.purge(destination.as_deref()).map_err(|error| error.to_string())?;
+            let removed = dlq
+                .purge(destination.as_deref())
+                .map_err(|error| error.to_string())?;
             println!("removed {removed} messages");
             Ok(())
         }
@@ -77,7 +98,10 @@ fn list(dlq: &DeadLetterQueue, destination: Option<&str>) -> Result<(), String> 
         println!("the dead-letter queue is empty");
         return Ok(());
     }
-    println!("{:>6}  {:<16} {:>6} {:>8}  {:<10} {:>6}  {:<24}  error", "id", "destination", "events", "attempts", "class", "status", "last failed");
+    println!(
+        "{:>6}  {:<16} {:>6} {:>8}  {:<10} {:>6}  {:<24}  error",
+        "id", "destination", "events", "attempts", "class", "status", "last failed"
+    );
     for entry in entries {
         match entry {
             Ok(stored) => {
@@ -89,7 +113,10 @@ fn list(dlq: &DeadLetterQueue, destination: Option<&str>) -> Result<(), String> 
                     message.events.len(),
                     message.attempts,
                     message.error.class,
-                    message.error.status.map_or_else(|| "-".to_owned(), |status| status.to_string()),
+                    message
+                        .error
+                        .status
+                        .map_or_else(|| "-".to_owned(), |status| status.to_string()),
                     message.last_failed_at,
                     message.error.message
                 );

@@ -149,7 +149,10 @@ pub fn main() -> ExitCode {
         _ => LogFormat::Text,
     };
     init_tracing(log_format, matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("tributary: cannot start the async runtime: {error}");
@@ -159,7 +162,9 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Rules { command: RulesCommand::Check { file, config } } => rules::check(&file, config.as_deref()),
+            Command::Rules {
+                command: RulesCommand::Check { file, config },
+            } => rules::check(&file, config.as_deref()),
             Command::Dlq(args) => dlq::run(args).await,
             Command::Send(args) => send::run(args).await,
         }

@@ -33,11 +33,17 @@ pub(super) fn demo_event_name(index: u64) -> String {
 }
 
 pub(super) async fn run(args: SendArgs) -> Result<(), String> {
-    let client = Client::builder(&args.write_key).endpoint(&args.endpoint).build().map_err(|error| error.to_string())?;
+    let client = Client::builder(&args.write_key)
+        .endpoint(&args.endpoint)
+        .build()
+        .map_err(|error| error.to_string())?;
     for index in 0..args.count {
         let square = u128::from(index) * u128::from(index);
         let event = Event::new(demo_event_name(index)).data(json!({ "square": square }));
-        client.track_with_backpressure(event).await.map_err(|error| error.to_string())?;
+        client
+            .track_with_backpressure(event)
+            .await
+            .map_err(|error| error.to_string())?;
     }
     let report = client.shutdown(Duration::from_secs(30)).await;
     let counters = report.stats.counters;

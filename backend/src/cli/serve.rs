@@ -6,7 +6,9 @@ use crate::local::LocalPipeline;
 
 pub(super) async fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
-    let pipeline = LocalPipeline::start(&config, args.listen.as_deref()).await.map_err(|error| error.to_string())?;
+    let pipeline = LocalPipeline::start(&config, args.listen.as_deref())
+        .await
+        .map_err(|error| error.to_string())?;
     let source = match &config.source {
         ConfigSource::File(path) => path.display().to_string(),
         ConfigSource::BuiltIn(_) => "built-in defaults (samples/tributary.toml)".into(),
@@ -36,13 +38,14 @@ async fn wait_for_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -125,14 +125,24 @@ pub(super) struct RawRetry {
 
 impl RawRetry {
     /// These settings over `defaults`; errors name the key.
-    pub(super) fn resolve(&self, defaults: &RetrySettings) -> Result<RetrySettings, (String, String)> {
+    pub(super) fn resolve(
+        &self,
+        defaults: &RetrySettings,
+    ) -> Result<RetrySettings, (String, String)> {
         let settings = RetrySettings {
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
-            base_delay: self.base_delay_ms.map_or(defaults.base_delay, Duration::from_millis),
-            max_delay: self.max_delay_ms.map_or(defaults.max_delay, Duration::from_millis),
+            base_delay: self
+                .base_delay_ms
+                .map_or(defaults.base_delay, Duration::from_millis),
+            max_delay: self
+                .max_delay_ms
+                .map_or(defaults.max_delay, Duration::from_millis),
         };
         if settings.max_attempts == 0 {
-            return Err(("max_attempts".into(), "must be at least 1 (1 = no retry)".into()));
+            return Err((
+                "max_attempts".into(),
+                "must be at least 1 (1 = no retry)".into(),
+            ));
         }
         if settings.max_delay < settings.base_delay {
             return Err((
@@ -175,64 +185,128 @@ impl RawDestination {
         base: &Path,
         retry_defaults: &RetrySettings,
     ) -> Result<Destination, (String, String)> {
-        if name.is_empty() || name.chars().any(|character| character.is_whitespace() || character.is_control()) {
-            return Err((String::new(), format!("{name:?} is not a usable destination name")));
+        if name.is_empty()
+            || name
+                .chars()
+                .any(|character| character.is_whitespace() || character.is_control())
+        {
+            return Err((
+                String::new(),
+                format!("{name:?} is not a usable destination name"),
+            ));
         }
         let allowed: &[&str] = match self.kind.as_str() {
             "sqlite" | "jsonl" => &["path", "batch_size", "retry"],
             "webhook" => &["url", "secret_env", "batch_size", "timeout_ms", "retry"],
-            "mixpanel" | "hubspot" => &["endpoint", "token_env", "batch_size", "timeout_ms", "retry"],
+            "mixpanel" | "hubspot" => {
+                &["endpoint", "token_env", "batch_size", "timeout_ms", "retry"]
+            }
             "postgres" => &["url_env", "batch_size", "retry"],
-            other => return Err(("kind".into(), format!("unknown kind {other:?}; expected one of {KINDS}"))),
+            other => {
+                return Err((
+                    "kind".into(),
+                    format!("unknown kind {other:?}; expected one of {KINDS}"),
+                ));
+            }
         };
         for (key, present) in self.present_keys() {
             if present && !allowed.contains(&key) {
                 return Err((
                     key.into(),
-                    format!("not a setting of kind {:?} (it takes: {})", self.kind, allowed.join(", ")),
+                    format!(
+                        "not a setting of kind {:?} (it takes: {})",
+                        self.kind,
+                        allowed.join(", ")
+                    ),
                 ));
             }
         }
         let batch_size = self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
-            return Err(("batch_size".into(), format!("must be 1 to {MAX_BATCH_SIZE}, got {batch_size}")));
+            return Err((
+                "batch_size".into(),
+                format!("must be 1 to {MAX_BATCH_SIZE}, got {batch_size}"),
+            ));
         }
-        let timeout = self.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+        let timeout = self
+            .timeout_ms
+            .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
         if timeout.is_zero() {
             return Err(("timeout_ms".into(), "must be more than 0".into()));
         }
         let retry = match &self.retry {
-            Some(retry) => retry.resolve(retry_defaults).map_err(|(key, message)| (format!("retry.{key}"), message))?,
+            Some(retry) => retry
+                .resolve(retry_defaults)
+                .map_err(|(key, message)| (format!("retry.{key}"), message))?,
             None => *retry_defaults,
         };
         let required = |value: Option<String>, key: &str| {
-            value.filter(|value| !value.is_empty()).ok_or_else(|| (key.to_owned(), format!("is required for kind {:?}", self.kind)))
+            value.filter(|value| !value.is_empty()).ok_or_else(|| {
+                (
+                    key.to_owned(),
+                    format!("is required for kind {:?}", self.kind),
+                )
+            })
         };
         let kind = match self.kind.as_str() {
             "sqlite" => DestinationKind::Sqlite {
-                path: base.join(self.path.clone().ok_or_else(|| ("path".to_owned(), "is required for kind \"sqlite\"".to_owned()))?),
+                path: base.join(self.path.clone().ok_or_else(|| {
+                    (
+                        "path".to_owned(),
+                        "is required for kind \"sqlite\"".to_owned(),
+                    )
+                })?),
             },
             "jsonl" => DestinationKind::Jsonl {
-                path: base.join(self.path.clone().ok_or_else(|| ("path".to_owned(), "is required for kind \"jsonl\"".to_owned()))?),
+                path: base.join(self.path.clone().ok_or_else(|| {
+                    (
+                        "path".to_owned(),
+                        "is required for kind \"jsonl\"".to_owned(),
+                    )
+                })?),
             },
             "webhook" => {
                 let url = required(self.url.clone(), "url")?;
-                reqwest::Url::parse(&url).map_err(|error| ("url".to_owned(), format!("{url:?} is not a URL ({error})")))?;
-                DestinationKind::Webhook { url, secret_env: self.secret_env.clone(), timeout }
+                reqwest::Url::parse(&url).map_err(|error| {
+                    ("url".to_owned(), format!("{url:?} is not a URL ({error})"))
+                })?;
+                DestinationKind::Webhook {
+                    url,
+                    secret_env: self.secret_env.clone(),
+                    timeout,
+                }
             }
             "mixpanel" => DestinationKind::Mixpanel {
-                endpoint: self.endpoint.clone().unwrap_or_else(|| "https://api.mixpanel.com".into()),
-                token_env: self.token_env.clone().unwrap_or_else(|| "MIXPANEL_TOKEN".into()),
+                endpoint: self
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "https://api.mixpanel.com".into()),
+                token_env: self
+                    .token_env
+                    .clone()
+                    .unwrap_or_else(|| "MIXPANEL_TOKEN".into()),
                 timeout,
             },
             "hubspot" => DestinationKind::Hubspot {
-                endpoint: self.endpoint.clone().unwrap_or_else(|| "https://api.hubapi.com".into()),
-                token_env: self.token_env.clone().unwrap_or_else(|| "HUBSPOT_TOKEN".into()),
+                endpoint: self
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "https://api.hubapi.com".into()),
+                token_env: self
+                    .token_env
+                    .clone()
+                    .unwrap_or_else(|| "HUBSPOT_TOKEN".into()),
                 timeout,
             },
-            _ => DestinationKind::Postgres { url_env: required(self.url_env.clone(), "url_env")? },
+            _ => DestinationKind::Postgres {
+                url_env: required(self.url_env.clone(), "url_env")?,
+            },
         };
-        Ok(Destination { kind, batch_size, retry })
+        Ok(Destination {
+            kind,
+            batch_size,
+            retry,
+        })
     }
 
     fn present_keys(&self) -> [(&'static str, bool); 9] {

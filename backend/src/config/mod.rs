@@ -187,7 +187,9 @@ struct RawRouting {
 
 impl Default for RawRouting {
     fn default() -> Self {
-        Self { rules: "rules.json".into() }
+        Self {
+            rules: "rules.json".into(),
+        }
     }
 }
 
@@ -220,8 +222,10 @@ impl Config {
     /// As [`Config::load`].
     pub fn parse(text: &str, source: ConfigSource) -> Result<Self, ConfigError> {
         let label = source.label();
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|error| ConfigError::Parse { path: label.clone(), message: one_line(&error) })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: label.clone(),
+            message: one_line(&error),
+        })?;
         let base = source.base_dir().to_path_buf();
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: label.clone(),
@@ -231,13 +235,27 @@ impl Config {
 
         let mut write_keys = raw.server.write_keys;
         if let Ok(keys) = std::env::var(WRITE_KEYS_ENV) {
-            write_keys = keys.split(',').map(str::trim).filter(|key| !key.is_empty()).map(String::from).collect();
+            write_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(String::from)
+                .collect();
         }
         if write_keys.is_empty() {
-            return Err(invalid("server.write_keys", "at least one write key is needed".into()));
+            return Err(invalid(
+                "server.write_keys",
+                "at least one write key is needed".into(),
+            ));
         }
-        if write_keys.iter().any(|key| key.chars().any(char::is_whitespace)) {
-            return Err(invalid("server.write_keys", "write keys cannot contain whitespace".into()));
+        if write_keys
+            .iter()
+            .any(|key| key.chars().any(char::is_whitespace))
+        {
+            return Err(invalid(
+                "server.write_keys",
+                "write keys cannot contain whitespace".into(),
+            ));
         }
         let server = ServerConfig {
             listen: raw.server.listen,
@@ -258,17 +276,27 @@ impl Config {
             ConfigSource::BuiltIn(_) => RulesSource::BuiltIn,
             ConfigSource::File(_) => RulesSource::File(base.join(&raw.routing.rules)),
         };
-        let defaults = raw.retry.resolve(&RetrySettings::default()).map_err(|(key, message)| {
-            invalid(&format!("retry.{key}"), message)
-        })?;
+        let defaults = raw
+            .retry
+            .resolve(&RetrySettings::default())
+            .map_err(|(key, message)| invalid(&format!("retry.{key}"), message))?;
         let mut destinations = BTreeMap::new();
         for (name, destination) in raw.destinations {
-            let resolved = destination
-                .resolve(&name, &base, &defaults)
-                .map_err(|(key, message)| invalid(&format!("destinations.{name}.{key}"), message))?;
+            let resolved =
+                destination
+                    .resolve(&name, &base, &defaults)
+                    .map_err(|(key, message)| {
+                        invalid(&format!("destinations.{name}.{key}"), message)
+                    })?;
             destinations.insert(name, resolved);
         }
-        Ok(Self { source, server, storage, rules, destinations })
+        Ok(Self {
+            source,
+            server,
+            storage,
+            rules,
+            destinations,
+        })
     }
 
     /// The text of the routing rules and the name to report errors under.
@@ -277,10 +305,16 @@ impl Config {
     /// When the rules file cannot be read.
     pub fn rules_text(&self) -> Result<(String, String), ConfigError> {
         match &self.rules {
-            RulesSource::BuiltIn => Ok((DEFAULT_RULES.to_owned(), "<built-in samples/rules.json>".into())),
+            RulesSource::BuiltIn => Ok((
+                DEFAULT_RULES.to_owned(),
+                "<built-in samples/rules.json>".into(),
+            )),
             RulesSource::File(path) => std::fs::read_to_string(path)
                 .map(|text| (text, path.display().to_string()))
-                .map_err(|source| ConfigError::Read { path: path.display().to_string(), source }),
+                .map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                }),
         }
     }
 }

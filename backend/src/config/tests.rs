@@ -9,18 +9,30 @@ fn file_source() -> ConfigSource {
 
 #[test]
 fn the_built_in_defaults_are_the_samples() {
-    let config = Config::parse(DEFAULT_CONFIG, ConfigSource::BuiltIn(PathBuf::from("/work"))).unwrap();
+    let config = Config::parse(
+        DEFAULT_CONFIG,
+        ConfigSource::BuiltIn(PathBuf::from("/work")),
+    )
+    .unwrap();
     assert_eq!(config.server.listen, "127.0.0.1:8080");
     assert_eq!(config.server.write_keys, ["dev-write-key"]);
-    assert_eq!(config.storage.data_dir, PathBuf::from("/work/tributary-data"));
+    assert_eq!(
+        config.storage.data_dir,
+        PathBuf::from("/work/tributary-data")
+    );
     assert_eq!(config.storage.retention, Duration::from_secs(7 * 86_400));
     assert_eq!(config.storage.dedup_window, Duration::from_secs(86_400));
     assert_eq!(config.rules, RulesSource::BuiltIn);
     let names: Vec<_> = config.destinations.keys().cloned().collect();
-    assert_eq!(names, ["archive", "datawarehouse", "hubspotcrm", "mixpanel"]);
+    assert_eq!(
+        names,
+        ["archive", "datawarehouse", "hubspotcrm", "mixpanel"]
+    );
     assert_eq!(
         config.destinations["datawarehouse"].kind,
-        DestinationKind::Sqlite { path: PathBuf::from("/work/tributary-data/warehouse.db") }
+        DestinationKind::Sqlite {
+            path: PathBuf::from("/work/tributary-data/warehouse.db")
+        }
     );
     assert_eq!(config.destinations["archive"].retry.max_attempts, 8);
 }
@@ -55,12 +67,22 @@ url_env = "WAREHOUSE_URL"
 "#;
     let config = Config::parse(text, file_source()).unwrap();
     assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/tributary"));
-    assert_eq!(config.rules, RulesSource::File(PathBuf::from("/etc/tributary/routes/rules.json")));
+    assert_eq!(
+        config.rules,
+        RulesSource::File(PathBuf::from("/etc/tributary/routes/rules.json"))
+    );
     let hooks = &config.destinations["hooks"];
     assert_eq!(hooks.batch_size, 50);
     assert_eq!(hooks.retry.max_attempts, 3, "the destination's override");
-    assert_eq!(hooks.retry.base_delay, Duration::from_millis(500), "the rest from [retry] / defaults");
-    assert_eq!(config.destinations["mixpanel"].retry.max_attempts, 5, "[retry] applies to all");
+    assert_eq!(
+        hooks.retry.base_delay,
+        Duration::from_millis(500),
+        "the rest from [retry] / defaults"
+    );
+    assert_eq!(
+        config.destinations["mixpanel"].retry.max_attempts, 5,
+        "[retry] applies to all"
+    );
     assert!(matches!(
         &hooks.kind,
         DestinationKind::Webhook { timeout, secret_env: Some(secret), .. }
@@ -76,7 +98,10 @@ fn unknown_keys_are_errors_naming_the_key() {
     assert!(text.contains("line 3"), "{text}");
 
     let error = Config::parse("[storrage]\n", file_source()).unwrap_err();
-    assert!(error.to_string().contains("unknown field `storrage`"), "{error}");
+    assert!(
+        error.to_string().contains("unknown field `storrage`"),
+        "{error}"
+    );
 
     let error = Config::parse(
         "[destinations.a]\nkind = \"jsonl\"\npath = \"a.jsonl\"\nurl = \"http://x\"\n",
@@ -95,10 +120,22 @@ fn bad_values_say_what_is_wrong() {
         ("[storage]\nretention = \"a week\"\n", "storage.retention"),
         ("[server]\nwrite_keys = []\n", "server.write_keys"),
         ("[retry]\nmax_attempts = 0\n", "retry.max_attempts"),
-        ("[destinations.a]\nkind = \"kafka\"\n", "destinations.a.kind"),
-        ("[destinations.a]\nkind = \"sqlite\"\n", "destinations.a.path"),
-        ("[destinations.a]\nkind = \"webhook\"\nurl = \"not a url\"\n", "destinations.a.url"),
-        ("[destinations.a]\nkind = \"jsonl\"\npath = \"x\"\nbatch_size = 0\n", "destinations.a.batch_size"),
+        (
+            "[destinations.a]\nkind = \"kafka\"\n",
+            "destinations.a.kind",
+        ),
+        (
+            "[destinations.a]\nkind = \"sqlite\"\n",
+            "destinations.a.path",
+        ),
+        (
+            "[destinations.a]\nkind = \"webhook\"\nurl = \"not a url\"\n",
+            "destinations.a.url",
+        ),
+        (
+            "[destinations.a]\nkind = \"jsonl\"\npath = \"x\"\nbatch_size = 0\n",
+            "destinations.a.batch_size",
+        ),
         (
             "[destinations.a]\nkind = \"jsonl\"\npath = \"x\"\nretry = { base_delay_ms = 10, max_delay_ms = 5 }\n",
             "destinations.a.retry.max_delay_ms",
@@ -106,6 +143,9 @@ fn bad_values_say_what_is_wrong() {
     ];
     for (text, key) in cases {
         let error = Config::parse(text, file_source()).unwrap_err();
-        assert!(error.to_string().contains(&format!(": {key}: ")), "{key}: {error}");
+        assert!(
+            error.to_string().contains(&format!(": {key}: ")),
+            "{key}: {error}"
+        );
     }
 }

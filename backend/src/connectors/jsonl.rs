@@ -23,20 +23,25 @@ impl JsonlConnector {
     /// A message naming the file when it cannot be opened.
     pub fn open(path: &Path) -> Result<Self, String> {
         if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+            std::fs::create_dir_all(folder)
+                .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|error| format!("cannot open {} for appending: {error}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), file: Arc::new(Mutex::new(file)) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Arc::new(Mutex::new(file)),
+        })
     }
 }
 
 impl Connector for JsonlConnector {
     fn deliver<'a>(&'a self, events: &'a [OutgoingEvent]) -> DeliveryFuture<'a> {
-        let mut lines = String::with_capacity(events.iter().map(|event| event.json.len() + 1).sum());
+        let mut lines =
+            String::with_capacity(events.iter().map(|event| event.json.len() + 1).sum());
         for event in events {
             lines.push_str(&event.json);
             lines.push('\n');
@@ -45,15 +50,22 @@ impl Connector for JsonlConnector {
         let path = self.path.clone();
         Box::pin(async move {
             let written = tokio::task::spawn_blocking(move || {
-                let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut file = file
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 file.write_all(lines.as_bytes())?;
                 file.sync_data()
             })
             .await;
             match written {
                 Ok(Ok(())) => Delivery::Delivered,
-                Ok(Err(error)) => Delivery::Failed(Failure::retryable(format!("cannot append to {}: {error}", path.display()))),
-                Err(error) => Delivery::Failed(Failure::retryable(format!("the file writer stopped: {error}"))),
+                Ok(Err(error)) => Delivery::Failed(Failure::retryable(format!(
+                    "cannot append to {}: {error}",
+                    path.display()
+                ))),
+                Err(error) => Delivery::Failed(Failure::retryable(format!(
+                    "the file writer stopped: {error}"
+                ))),
             }
         })
     }

@@ -86,12 +86,22 @@ pub struct Failure {
 impl Failure {
     /// A retryable failure without a status (connection error, timeout, I/O error).
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { class: FailureClass::Retryable, status: None, message: message.into(), retry_after: None }
+        Self {
+            class: FailureClass::Retryable,
+            status: None,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// A permanent failure without a status.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { class: FailureClass::Permanent, status: None, message: message.into(), retry_after: None }
+        Self {
+            class: FailureClass::Permanent,
+            status: None,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 }
 
@@ -134,18 +144,33 @@ pub enum ConnectorError {
 /// A [`ConnectorError`] naming the destination: a file that cannot be opened, an unset secret
 /// variable, or a kind this build cannot deliver to yet.
 pub fn build(name: &str, destination: &Destination) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let config_error = |message: String| ConnectorError::Config { destination: name.to_owned(), message };
+    let config_error = |message: String| ConnectorError::Config {
+        destination: name.to_owned(),
+        message,
+    };
     match &destination.kind {
-        DestinationKind::Sqlite { path } => Ok(Arc::new(sqlite::SqliteConnector::open(path).map_err(config_error)?)),
-        DestinationKind::Jsonl { path } => Ok(Arc::new(jsonl::JsonlConnector::open(path).map_err(config_error)?)),
-        DestinationKind::Webhook { url, secret_env, timeout } => {
+        DestinationKind::Sqlite { path } => Ok(Arc::new(
+            sqlite::SqliteConnector::open(path).map_err(config_error)?,
+        )),
+        DestinationKind::Jsonl { path } => Ok(Arc::new(
+            jsonl::JsonlConnector::open(path).map_err(config_error)?,
+        )),
+        DestinationKind::Webhook {
+            url,
+            secret_env,
+            timeout,
+        } => {
             let secret = match secret_env {
                 Some(variable) => Some(std::env::var(variable).map_err(|_| {
-                    config_error(format!("secret_env names {variable}, which is not set in the environment"))
+                    config_error(format!(
+                        "secret_env names {variable}, which is not set in the environment"
+                    ))
                 })?),
                 None => None,
             };
-            Ok(Arc::new(webhook::WebhookConnector::new(url, secret, *timeout).map_err(config_error)?))
+            Ok(Arc::new(
+                webhook::WebhookConnector::new(url, secret, *timeout).map_err(config_error)?,
+            ))
         }
         other => Err(config_error(format!(
             "kind {:?} is not available in this build yet; use sqlite, jsonl or webhook",

@@ -27,8 +27,17 @@ pub fn classify_status(status: u16) -> Option<FailureClass> {
 pub fn failure_for_status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Failure {
     let class = classify_status(status).unwrap_or(FailureClass::Permanent);
     let excerpt: String = String::from_utf8_lossy(body).chars().take(300).collect();
-    let message = if excerpt.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", excerpt.trim()) };
-    Failure { class, status: Some(status), message, retry_after }
+    let message = if excerpt.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", excerpt.trim())
+    };
+    Failure {
+        class,
+        status: Some(status),
+        message,
+        retry_after,
+    }
 }
 
 /// The rule's settings for one destination.
@@ -51,12 +60,20 @@ impl RetryPolicy {
     /// The ceiling of the delay after `failed_attempts` (≥ 1) failures.
     pub fn ceiling(&self, failed_attempts: u32) -> Duration {
         let doublings = failed_attempts.saturating_sub(1).min(31);
-        self.settings.base_delay.saturating_mul(1 << doublings).min(self.settings.max_delay)
+        self.settings
+            .base_delay
+            .saturating_mul(1 << doublings)
+            .min(self.settings.max_delay)
     }
 
     /// The wait before the next attempt after `failed_attempts` failures: the destination's
     /// `Retry-After` (capped at `max_delay`), else full jitter under [`RetryPolicy::ceiling`].
-    pub fn delay(&self, failed_attempts: u32, retry_after: Option<Duration>, rng: &mut fastrand::Rng) -> Duration {
+    pub fn delay(
+        &self,
+        failed_attempts: u32,
+        retry_after: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         if let Some(retry_after) = retry_after {
             return retry_after.min(self.settings.max_delay);
         }
@@ -72,7 +89,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -83,10 +103,18 @@ mod tests {
     fn statuses() {
         assert_eq!(classify_status(204), None);
         for status in [408, 429, 500, 503, 599] {
-            assert_eq!(classify_status(status), Some(FailureClass::Retryable), "{status}");
+            assert_eq!(
+                classify_status(status),
+                Some(FailureClass::Retryable),
+                "{status}"
+            );
         }
         for status in [301, 302, 400, 401, 403, 404, 413, 422] {
-            assert_eq!(classify_status(status), Some(FailureClass::Permanent), "{status}");
+            assert_eq!(
+                classify_status(status),
+                Some(FailureClass::Permanent),
+                "{status}"
+            );
         }
         let failure = failure_for_status(503, None, b"  overloaded \n");
         assert_eq!(failure.message, "HTTP 503: overloaded");
@@ -100,14 +128,25 @@ mod tests {
             max_delay: Duration::from_millis(60_000),
         });
         let ceilings: Vec<u128> = (1..=9).map(|n| policy.ceiling(n).as_millis()).collect();
-        assert_eq!(ceilings, [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+        assert_eq!(
+            ceilings,
+            [
+                500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000
+            ]
+        );
         let mut rng = fastrand::Rng::with_seed(1);
         for failed in 1..=9 {
             for _ in 0..100 {
                 assert!(policy.delay(failed, None, &mut rng) <= policy.ceiling(failed));
             }
         }
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(7)), &mut rng), Duration::from_secs(7));
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(7_000)), &mut rng), Duration::from_secs(60));
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(7)), &mut rng),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(7_000)), &mut rng),
+            Duration::from_secs(60)
+        );
     }
 }

@@ -27,14 +27,28 @@ impl SqliteConnector {
     /// # Errors
     /// A message naming the file when it cannot be opened.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let failed = |error: rusqlite::Error| format!("cannot open the SQLite warehouse {}: {error}", path.display());
+        let failed = |error: rusqlite::Error| {
+            format!(
+                "cannot open the SQLite warehouse {}: {error}",
+                path.display()
+            )
+        };
         if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+            std::fs::create_dir_all(folder)
+                .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
         }
         let connection = Connection::open(path).map_err(failed)?;
-        connection.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
-        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0)).map_err(failed)?;
-        connection.pragma_update(None, "synchronous", "NORMAL").map_err(failed)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(failed)?;
+        connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(failed)?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(failed)?;
         connection
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS events (
@@ -52,7 +66,9 @@ impl SqliteConnector {
                  CREATE INDEX IF NOT EXISTS events_name_timestamp ON events (name, timestamp);",
             )
             .map_err(failed)?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
     }
 }
 
@@ -62,14 +78,18 @@ impl Connector for SqliteConnector {
         let events = events.to_vec();
         Box::pin(async move {
             let written = tokio::task::spawn_blocking(move || {
-                let mut connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut connection = connection
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 insert(&mut connection, &events)
             })
             .await;
             match written {
                 Ok(Ok(())) => Delivery::Delivered,
                 Ok(Err(failure)) => Delivery::Failed(failure),
-                Err(error) => Delivery::Failed(Failure::retryable(format!("the warehouse writer stopped: {error}"))),
+                Err(error) => Delivery::Failed(Failure::retryable(format!(
+                    "the warehouse writer stopped: {error}"
+                ))),
             }
         })
     }
@@ -86,10 +106,15 @@ fn insert(connection: &mut Connection, events: &[OutgoingEvent]) -> Result<(), F
             )
             .map_err(|error| classify(&error))?;
         for event in events {
-            let envelope: Value = serde_json::from_str(&event.json)
-                .map_err(|error| Failure::permanent(format!("event {} is not JSON: {error}", event.id)))?;
+            let envelope: Value = serde_json::from_str(&event.json).map_err(|error| {
+                Failure::permanent(format!("event {} is not JSON: {error}", event.id))
+            })?;
             let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(str::to_owned);
-            let json = |key: &str| envelope.get(key).map_or_else(|| "{}".to_owned(), Value::to_string);
+            let json = |key: &str| {
+                envelope
+                    .get(key)
+                    .map_or_else(|| "{}".to_owned(), Value::to_string)
+            };
             statement
                 .execute(params![
                     event.id,

@@ -47,7 +47,11 @@ impl WebhookConnector {
             .user_agent(concat!("tributary-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
-        Ok(Self { client, url: url.to_owned(), secret: secret.map(String::into_bytes) })
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+            secret: secret.map(String::into_bytes),
+        })
     }
 }
 
@@ -55,7 +59,11 @@ impl Connector for WebhookConnector {
     fn deliver<'a>(&'a self, events: &'a [OutgoingEvent]) -> DeliveryFuture<'a> {
         Box::pin(async move {
             let body = array_body(events);
-            let timestamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs().to_string();
+            let timestamp = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                .to_string();
             let mut request = self
                 .client
                 .post(&self.url)
@@ -63,20 +71,27 @@ impl Connector for WebhookConnector {
                 .header(IDEMPOTENCY_HEADER, idempotency_key(events))
                 .header(TIMESTAMP_HEADER, &timestamp);
             if let Some(secret) = &self.secret {
-                let mut signature = HeaderValue::from_str(&sign(secret, &timestamp, &body)).unwrap_or(HeaderValue::from_static(""));
+                let mut signature = HeaderValue::from_str(&sign(secret, &timestamp, &body))
+                    .unwrap_or(HeaderValue::from_static(""));
                 signature.set_sensitive(true);
                 request = request.header(SIGNATURE_HEADER, signature);
             }
             let response = match request.body(body).send().await {
                 Ok(response) => response,
-                Err(error) if error.is_timeout() => return Delivery::Failed(Failure::retryable("the webhook timed out")),
+                Err(error) if error.is_timeout() => {
+                    return Delivery::Failed(Failure::retryable("the webhook timed out"));
+                }
                 Err(error) => return Delivery::Failed(Failure::retryable(describe(&error))),
             };
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
                 return Delivery::Delivered;
             }
-            let retry_after = response.headers().get(RETRY_AFTER).and_then(|value| value.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(parse_retry_after);
             let body = response.bytes().await.unwrap_or_default();
             Delivery::Failed(failure_for_status(status, retry_after, &body))
         })
@@ -85,7 +100,13 @@ impl Connector for WebhookConnector {
 
 /// `[e1,e2,…]` from the stored envelopes, byte for byte.
 pub fn array_body(events: &[OutgoingEvent]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(events.iter().map(|event| event.json.len() + 1).sum::<usize>() + 2);
+    let mut body = Vec::with_capacity(
+        events
+            .iter()
+            .map(|event| event.json.len() + 1)
+            .sum::<usize>()
+            + 2,
+    );
     body.push(b'[');
     for (index, event) in events.iter().enumerate() {
         if index > 0 {
@@ -102,13 +123,18 @@ pub fn idempotency_key(events: &[OutgoingEvent]) -> String {
     if let [single] = events {
         return single.id.clone();
     }
-    let joined = events.iter().map(|event| event.id.as_str()).collect::<Vec<_>>().join(",");
+    let joined = events
+        .iter()
+        .map(|event| event.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     hex::encode(Sha256::digest(joined.as_bytes()))
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
 pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -118,9 +144,14 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 /// Checks a received webhook: the signature header against the secret, timestamp and body (in
 /// constant time). Receivers should also refuse timestamps far from their clock (replays).
 pub fn verify_signature(secret: &[u8], timestamp: &str, body: &[u8], signature: &str) -> bool {
-    let Some(hex_mac) = signature.strip_prefix("sha256=") else { return false };
-    let Ok(expected) = hex::decode(hex_mac) else { return false };
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let Some(hex_mac) = signature.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_mac) else {
+        return false;
+    };
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -143,15 +174,26 @@ mod tests {
     use super::*;
 
     fn event(id: &str) -> OutgoingEvent {
-        OutgoingEvent { id: id.into(), name: "x".into(), partition_key: id.into(), json: format!(r#"{{"id":"{id}"}}"#).into() }
+        OutgoingEvent {
+            id: id.into(),
+            name: "x".into(),
+            partition_key: id.into(),
+            json: format!(r#"{{"id":"{id}"}}"#).into(),
+        }
     }
 
     #[test]
     fn idempotency_keys() {
         assert_eq!(idempotency_key(&[event("a")]), "a");
         // sha256("a,b"), computed independently.
-        assert_eq!(idempotency_key(&[event("a"), event("b")]), "1eb7c54d52831bbfe8942af0b1c56b7409523a59ed6ca99c1174fef7eb32c1b5");
-        assert_ne!(idempotency_key(&[event("a"), event("b")]), idempotency_key(&[event("b"), event("a")]));
+        assert_eq!(
+            idempotency_key(&[event("a"), event("b")]),
+            "1eb7c54d52831bbfe8942af0b1c56b7409523a59ed6ca99c1174fef7eb32c1b5"
+        );
+        assert_ne!(
+            idempotency_key(&[event("a"), event("b")]),
+            idempotency_key(&[event("b"), event("a")])
+        );
     }
 
     #[test]
@@ -162,14 +204,27 @@ mod tests {
         assert!(signature.starts_with("sha256=") && signature.len() == 7 + 64);
         assert!(verify_signature(b"s3cret", "1795773600", &body, &signature));
         assert!(!verify_signature(b"other", "1795773600", &body, &signature));
-        assert!(!verify_signature(b"s3cret", "1795773601", &body, &signature));
-        assert!(!verify_signature(b"s3cret", "1795773600", b"[]", &signature));
+        assert!(!verify_signature(
+            b"s3cret",
+            "1795773601",
+            &body,
+            &signature
+        ));
+        assert!(!verify_signature(
+            b"s3cret",
+            "1795773600",
+            b"[]",
+            &signature
+        ));
     }
 
     #[test]
     fn known_vector() {
         // Computed independently with Python's hmac module.
         let signature = sign(b"s3cret", "1795773600", br#"[{"id":"a"}]"#);
-        assert_eq!(signature, "sha256=0ce96a30d6a373c19eed021b2352b09d65b091a9cf8ec6c265d029639fe8973c");
+        assert_eq!(
+            signature,
+            "sha256=0ce96a30d6a373c19eed021b2352b09d65b091a9cf8ec6c265d029639fe8973c"
+        );
     }
 }

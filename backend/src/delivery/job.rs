@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::connectors::retry::RetryPolicy;
 use crate::connectors::{Connector, Delivery, Failure, FailureClass, OutgoingEvent};
 use crate::dlq::{DeadLetterMessage, DeadLetterQueue};
@@ -49,17 +48,33 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
         let (retry, failure) = match delivery {
             Delivery::Delivered => {
                 outcome.delivered += pending.len();
-                context.metrics.delivered.get_or_create(&label).inc_by(pending.len() as u64);
+                context
+                    .metrics
+                    .delivered
+                    .get_or_create(&label)
+                    .inc_by(pending.len() as u64);
                 return outcome;
             }
             Delivery::Failed(failure) => (std::mem::take(&mut pending), failure),
             Delivery::Partial(failures) => {
                 let (retry, permanent, delivered) = split_partial(&pending, failures);
                 outcome.delivered += delivered;
-                context.metrics.delivered.get_or_create(&label).inc_by(delivered as u64);
+                context
+                    .metrics
+                    .delivered
+                    .get_or_create(&label)
+                    .inc_by(delivered as u64);
                 for (event, failure) in &permanent {
                     first_failed_at.get_or_insert_with(crate::clock::now_rfc3339);
-                    dead_letter(&context, std::slice::from_ref(event), failure, attempts, &first_failed_at, &mut outcome).await;
+                    dead_letter(
+                        &context,
+                        std::slice::from_ref(event),
+                        failure,
+                        attempts,
+                        &first_failed_at,
+                        &mut outcome,
+                    )
+                    .await;
                 }
                 match retry.first() {
                     Some((_, failure)) => {
@@ -72,7 +87,15 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
         };
         first_failed_at.get_or_insert_with(crate::clock::now_rfc3339);
         if failure.class == FailureClass::Permanent || attempts >= context.retry.max_attempts() {
-            dead_letter(&context, &retry, &failure, attempts, &first_failed_at, &mut outcome).await;
+            dead_letter(
+                &context,
+                &retry,
+                &failure,
+                attempts,
+                &first_failed_at,
+                &mut outcome,
+            )
+            .await;
             return outcome;
         }
         let delay = context.retry.delay(attempts, failure.retry_after, &mut rng);
@@ -84,7 +107,11 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
             delay_ms = delay.as_millis() as u64,
             error = %failure.message
         );
-        context.metrics.retried.get_or_create(&label).inc_by(retry.len() as u64);
+        context
+            .metrics
+            .retried
+            .get_or_create(&label)
+            .inc_by(retry.len() as u64);
         let retrying = context.metrics.retrying.get_or_create(&label).clone();
         retrying.inc_by(retry.len() as i64);
         tokio::time::sleep(delay).await;
@@ -97,12 +124,17 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
 type FailedEvents = Vec<(OutgoingEvent, Failure)>;
 
 /// Splits a partial outcome into retryable and permanent failures and the delivered count.
-fn split_partial(events: &[OutgoingEvent], failures: Vec<(usize, Failure)>) -> (FailedEvents, FailedEvents, usize) {
+fn split_partial(
+    events: &[OutgoingEvent],
+    failures: Vec<(usize, Failure)>,
+) -> (FailedEvents, FailedEvents, usize) {
     let mut retry = Vec::new();
     let mut permanent = Vec::new();
     let failed = failures.len();
     for (index, failure) in failures {
-        let Some(event) = events.get(index) else { continue };
+        let Some(event) = events.get(index) else {
+            continue;
+        };
         match failure.class {
             FailureClass::Retryable => retry.push((event.clone(), failure)),
             FailureClass::Permanent => permanent.push((event.clone(), failure)),
@@ -135,7 +167,9 @@ async fn dead_letter(
         let message = message.clone();
         match tokio::task::spawn_blocking(move || dlq.push(&message)).await {
             Ok(Ok(_)) => break,
-            Ok(Err(error)) => tracing::error!(message = "cannot write to the DLQ; retrying", %error),
+            Ok(Err(error)) => {
+                tracing::error!(message = "cannot write to the DLQ; retrying", %error)
+            }
             Err(error) => tracing::error!(message = "DLQ writer task failed; retrying", %error),
         }
         tokio::time::sleep(DLQ_RETRY_DELAY).await;
@@ -149,7 +183,11 @@ async fn dead_letter(
         error = %failure.message
     );
     let label = Metrics::destination(&context.destination);
-    context.metrics.dead_lettered.get_or_create(&label).inc_by(events.len() as u64);
+    context
+        .metrics
+        .dead_lettered
+        .get_or_create(&label)
+        .inc_by(events.len() as u64);
     context.metrics.dlq_depth.get_or_create(&label).inc();
     outcome.dead_lettered += events.len();
 }

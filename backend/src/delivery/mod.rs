@@ -17,3 +17,6 @@ pub mod job;
 pub mod worker;
 
 pub use worker::DestinationWorker;
+
+#[cfg(test)]
+mod tests;

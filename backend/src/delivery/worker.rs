@@ -96,8 +96,12 @@ impl DestinationWorker {
                     break;
                 }
                 let offsets = batch.iter().map(|record| record.offset).collect();
-                let keys: Vec<String> =
-                    batch.iter().map(|record| record.partition_key.clone()).collect::<HashSet<_>>().into_iter().collect();
+                let keys: Vec<String> = batch
+                    .iter()
+                    .map(|record| record.partition_key.clone())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
                 for key in &keys {
                     *progress.busy_keys.entry(key.clone()).or_default() += 1;
                 }
@@ -105,7 +109,11 @@ impl DestinationWorker {
                 let handle = jobs.spawn(job::run(self.context.clone(), events));
                 handles.insert(handle.id(), JobHandle { offsets, keys });
             }
-            let safe = progress.unfinished.keys().next().map_or(progress.cursor, |first| first - 1);
+            let safe = progress
+                .unfinished
+                .keys()
+                .next()
+                .map_or(progress.cursor, |first| first - 1);
             let idle = jobs.is_empty() && progress.waiting.is_empty();
             if safe > progress.committed && (idle || last_commit.elapsed() >= COMMIT_INTERVAL) {
                 commit(&reader, &name, safe).await?;
@@ -142,7 +150,10 @@ impl DestinationWorker {
         while !jobs.is_empty() {
             match tokio::time::timeout_at(deadline, jobs.join_next_with_id()).await {
                 Ok(Some(done)) => {
-                    let id = match &done { Ok((id, _)) => *id, Err(error) => error.id() };
+                    let id = match &done {
+                        Ok((id, _)) => *id,
+                        Err(error) => error.id(),
+                    };
                     if let Some(handle) = handles.remove(&id) {
                         finish(&mut progress, &handle, done.is_ok());
                     }
@@ -154,14 +165,23 @@ impl DestinationWorker {
                 }
             }
         }
-        let safe = progress.unfinished.keys().next().map_or(progress.cursor, |first| first - 1);
+        let safe = progress
+            .unfinished
+            .keys()
+            .next()
+            .map_or(progress.cursor, |first| first - 1);
         if safe > progress.committed {
             commit(&reader, &name, safe).await?;
         }
         Ok(())
     }
 
-    async fn read_more(&self, reader: &Arc<Mutex<LogReader>>, progress: &mut Progress, newest: u64) -> Result<(), LogError> {
+    async fn read_more(
+        &self,
+        reader: &Arc<Mutex<LogReader>>,
+        progress: &mut Progress,
+        newest: u64,
+    ) -> Result<(), LogError> {
         let after = progress.cursor;
         let batch = blocking(reader, move |reader| reader.read_after(after, READ_CHUNK)).await?;
         for offset in &batch.corrupt {
@@ -172,23 +192,38 @@ impl DestinationWorker {
         progress.cursor = batch.last_examined.unwrap_or(newest).max(progress.cursor);
         for record in batch.records {
             if self.rules.enables(&self.context.destination, &record.name) {
-                progress.unfinished.insert(record.offset, record.received_at);
+                progress
+                    .unfinished
+                    .insert(record.offset, record.received_at);
                 progress.waiting.push_back(record);
             }
         }
         Ok(())
     }
 
-    fn publish_lag(&self, label: &crate::ops::metrics::DestinationLabel, progress: &Progress, newest: u64) {
+    fn publish_lag(
+        &self,
+        label: &crate::ops::metrics::DestinationLabel,
+        progress: &Progress,
+        newest: u64,
+    ) {
         let metrics = &self.context.metrics;
         let behind = newest.saturating_sub(progress.committed);
-        metrics.log_lag_events.get_or_create(label).set(i64::try_from(behind).unwrap_or(i64::MAX));
+        metrics
+            .log_lag_events
+            .get_or_create(label)
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
         let age = progress
             .unfinished
             .values()
             .next()
-            .map_or(Duration::ZERO, |oldest| clock::now().saturating_duration_since(*oldest));
-        metrics.log_lag_seconds.get_or_create(label).set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+            .map_or(Duration::ZERO, |oldest| {
+                clock::now().saturating_duration_since(*oldest)
+            });
+        metrics
+            .log_lag_seconds
+            .get_or_create(label)
+            .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
     }
 }
 
@@ -229,9 +264,16 @@ fn finish(progress: &mut Progress, handle: &JobHandle, completed: bool) {
     }
 }
 
-async fn commit(reader: &Arc<Mutex<LogReader>>, destination: &str, offset: u64) -> Result<(), LogError> {
+async fn commit(
+    reader: &Arc<Mutex<LogReader>>,
+    destination: &str,
+    offset: u64,
+) -> Result<(), LogError> {
     let destination = destination.to_owned();
-    blocking(reader, move |reader| reader.commit_offset(&destination, offset)).await
+    blocking(reader, move |reader| {
+        reader.commit_offset(&destination, offset)
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(
@@ -240,7 +282,9 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, LogError> {
     let reader = reader.clone();
     tokio::task::spawn_blocking(move || {
-        let mut reader = reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reader = reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         action(&mut reader)
     })
     .await

@@ -30,7 +30,10 @@ pub fn append(path: &Path, lines: &[BackupLine]) -> std::io::Result<()> {
         text.push_str(&serde_json::to_string(line).map_err(std::io::Error::other)?);
         text.push('\n');
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }
@@ -48,10 +51,13 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Result<BackupLine, String>>> {
         if line.trim().is_empty() {
             continue;
         }
-        lines.push(
-            serde_json::from_str::<BackupLine>(&line)
-                .map_err(|error| format!("{}:{}: not a backup line: {error}", path.display(), number + 1)),
-        );
+        lines.push(serde_json::from_str::<BackupLine>(&line).map_err(|error| {
+            format!(
+                "{}:{}: not a backup line: {error}",
+                path.display(),
+                number + 1
+            )
+        }));
     }
     Ok(lines)
 }

@@ -58,14 +58,23 @@ impl DeadLetterQueue {
     /// When the database cannot be opened.
     pub fn open(data_dir: &Path) -> Result<Self, DlqError> {
         let path = data_dir.join(DLQ_FILE);
-        let failed = |error: &dyn std::fmt::Display| DlqError { path: path.display().to_string(), message: error.to_string() };
+        let failed = |error: &dyn std::fmt::Display| DlqError {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        };
         std::fs::create_dir_all(data_dir).map_err(|error| failed(&error))?;
         let connection = Connection::open(&path).map_err(|error| failed(&error))?;
-        connection.busy_timeout(Duration::from_secs(10)).map_err(|error| failed(&error))?;
         connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))
+            .busy_timeout(Duration::from_secs(10))
             .map_err(|error| failed(&error))?;
-        connection.pragma_update(None, "synchronous", "FULL").map_err(|error| failed(&error))?;
+        connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(|error| failed(&error))?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|error| failed(&error))?;
         connection
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS messages (
@@ -76,15 +85,27 @@ impl DeadLetterQueue {
                  );",
             )
             .map_err(|error| failed(&error))?;
-        Ok(Self { path, connection: Arc::new(Mutex::new(connection)) })
+        Ok(Self {
+            path,
+            connection: Arc::new(Mutex::new(connection)),
+        })
     }
 
     fn error(&self, error: impl std::fmt::Display) -> DlqError {
-        DlqError { path: self.path.display().to_string(), message: error.to_string() }
+        DlqError {
+            path: self.path.display().to_string(),
+            message: error.to_string(),
+        }
     }
 
-    fn with<T>(&self, action: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DlqError> {
-        let connection = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn with<T>(
+        &self,
+        action: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DlqError> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         action(&connection).map_err(|error| self.error(error))
     }
 
@@ -93,11 +114,18 @@ impl DeadLetterQueue {
     /// # Errors
     /// When SQLite fails.
     pub fn push(&self, message: &DeadLetterMessage) -> Result<i64, DlqError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         self.with(|connection| {
             connection.execute(
                 "INSERT INTO messages (destination, body, created_at) VALUES (?1, ?2, ?3)",
-                params![message.destination, message.to_json(), i64::try_from(now).unwrap_or(i64::MAX)],
+                params![
+                    message.destination,
+                    message.to_json(),
+                    i64::try_from(now).unwrap_or(i64::MAX)
+                ],
             )?;
             Ok(connection.last_insert_rowid())
         })
@@ -118,10 +146,15 @@ impl DeadLetterQueue {
         })?;
         Ok(rows
             .into_iter()
-            .map(|(id, body)| match serde_json::from_str::<DeadLetterMessage>(&body) {
-                Ok(message) => Ok(StoredMessage { id, message, body }),
-                Err(error) => Err(UnreadableMessage { id, error: format!("message {id} does not parse: {error}") }),
-            })
+            .map(
+                |(id, body)| match serde_json::from_str::<DeadLetterMessage>(&body) {
+                    Ok(message) => Ok(StoredMessage { id, message, body }),
+                    Err(error) => Err(UnreadableMessage {
+                        id,
+                        error: format!("message {id} does not parse: {error}"),
+                    }),
+                },
+            )
             .collect())
     }
 
@@ -131,7 +164,12 @@ impl DeadLetterQueue {
     /// When SQLite fails.
     pub fn replace(&self, id: i64, message: &DeadLetterMessage) -> Result<(), DlqError> {
         self.with(|connection| {
-            connection.execute("UPDATE messages SET body = ?2 WHERE id = ?1", params![id, message.to_json()]).map(drop)
+            connection
+                .execute(
+                    "UPDATE messages SET body = ?2 WHERE id = ?1",
+                    params![id, message.to_json()],
+                )
+                .map(drop)
         })
     }
 
@@ -140,7 +178,11 @@ impl DeadLetterQueue {
     /// # Errors
     /// When SQLite fails.
     pub fn delete(&self, id: i64) -> Result<(), DlqError> {
-        self.with(|connection| connection.execute("DELETE FROM messages WHERE id = ?1", [id]).map(drop))
+        self.with(|connection| {
+            connection
+                .execute("DELETE FROM messages WHERE id = ?1", [id])
+                .map(drop)
+        })
     }
 
     /// Removes every message (of one destination, when given); returns how many.
@@ -148,7 +190,12 @@ impl DeadLetterQueue {
     /// # Errors
     /// When SQLite fails.
     pub fn purge(&self, destination: Option<&str>) -> Result<usize, DlqError> {
-        self.with(|connection| connection.execute("DELETE FROM messages WHERE (?1 IS NULL OR destination = ?1)", [destination]))
+        self.with(|connection| {
+            connection.execute(
+                "DELETE FROM messages WHERE (?1 IS NULL OR destination = ?1)",
+                [destination],
+            )
+        })
     }
 
     /// Messages per destination.
@@ -157,9 +204,15 @@ impl DeadLetterQueue {
     /// When SQLite fails.
     pub fn depth(&self) -> Result<BTreeMap<String, u64>, DlqError> {
         self.with(|connection| {
-            let mut statement = connection.prepare("SELECT destination, COUNT(*) FROM messages GROUP BY destination")?;
-            let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-            rows.map(|row| row.map(|(destination, count)| (destination, u64::try_from(count).unwrap_or(0)))).collect()
+            let mut statement = connection
+                .prepare("SELECT destination, COUNT(*) FROM messages GROUP BY destination")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            rows.map(|row| {
+                row.map(|(destination, count)| (destination, u64::try_from(count).unwrap_or(0)))
+            })
+            .collect()
         })
     }
 }

@@ -50,7 +50,11 @@ pub struct DeadLetterError {
 
 impl From<&Failure> for DeadLetterError {
     fn from(failure: &Failure) -> Self {
-        Self { class: failure.class.as_str().to_owned(), status: failure.status, message: failure.message.clone() }
+        Self {
+            class: failure.class.as_str().to_owned(),
+            status: failure.status,
+            message: failure.message.clone(),
+        }
     }
 }
 
@@ -78,7 +82,10 @@ impl DeadLetterMessage {
         Self {
             v: MESSAGE_VERSION,
             destination: destination.to_owned(),
-            events: events.iter().filter_map(|event| RawValue::from_string(event.json.to_string()).ok()).collect(),
+            events: events
+                .iter()
+                .filter_map(|event| RawValue::from_string(event.json.to_string()).ok())
+                .collect(),
             error: DeadLetterError::from(failure),
             attempts,
             first_failed_at,
@@ -93,25 +100,49 @@ impl DeadLetterMessage {
 
     /// The attributes local DLQ messages carry: `destination`, `error_class`, `attempts`.
     pub fn attributes(&self) -> BTreeMap<String, Attribute> {
-        let text = |value: &str| Attribute { data_type: "String".into(), string_value: value.to_owned() };
+        let text = |value: &str| Attribute {
+            data_type: "String".into(),
+            string_value: value.to_owned(),
+        };
         BTreeMap::from([
             ("destination".to_owned(), text(&self.destination)),
             ("error_class".to_owned(), text(&self.error.class)),
-            ("attempts".to_owned(), Attribute { data_type: "Number".into(), string_value: self.attempts.to_string() }),
+            (
+                "attempts".to_owned(),
+                Attribute {
+                    data_type: "Number".into(),
+                    string_value: self.attempts.to_string(),
+                },
+            ),
         ])
     }
 
     /// The events as connectors take them (ids, names and keys read from each envelope).
     pub fn outgoing_events(&self) -> Vec<OutgoingEvent> {
-        self.events.iter().map(|raw| outgoing_from_json(raw.get())).collect()
+        self.events
+            .iter()
+            .map(|raw| outgoing_from_json(raw.get()))
+            .collect()
     }
 }
 
 /// An [`OutgoingEvent`] from envelope JSON (fields that are missing read as empty).
 pub fn outgoing_from_json(json: &str) -> OutgoingEvent {
     let envelope: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let text = |key: &str| envelope.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let text = |key: &str| {
+        envelope
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
     let id = text("id").unwrap_or_default();
-    let partition_key = text("anonymous_id").or_else(|| text("user_id")).unwrap_or_else(|| id.clone());
-    OutgoingEvent { name: text("name").unwrap_or_default(), partition_key, id, json: json.into() }
+    let partition_key = text("anonymous_id")
+        .or_else(|| text("user_id"))
+        .unwrap_or_else(|| id.clone());
+    OutgoingEvent {
+        name: text("name").unwrap_or_default(),
+        partition_key,
+        id,
+        json: json.into(),
+    }
 }

@@ -75,12 +75,21 @@ pub async fn redrive(
             .collect(),
         RedriveSource::File(lines) => lines
             .iter()
-            .map(|line| (None, line.clone().and_then(|line| parse_body(&line.body, destination))))
+            .map(|line| {
+                (
+                    None,
+                    line.clone()
+                        .and_then(|line| parse_body(&line.body, destination)),
+                )
+            })
             .collect(),
     };
     for (id, message) in entries {
         report.messages += 1;
-        let label = id.map_or_else(|| format!("line {}", report.messages), |id| format!("message {id}"));
+        let label = id.map_or_else(
+            || format!("line {}", report.messages),
+            |id| format!("message {id}"),
+        );
         let message = match message {
             Ok(message) => message,
             Err(error) => {
@@ -95,7 +104,10 @@ pub async fn redrive(
         }
         let Some(target) = targets.get(&message.destination) else {
             report.skipped += 1;
-            report.lines.push(format!("{label}: skipped: destination {:?} is not configured", message.destination));
+            report.lines.push(format!(
+                "{label}: skipped: destination {:?} is not configured",
+                message.destination
+            ));
             continue;
         };
         let events = message.outgoing_events();
@@ -121,7 +133,10 @@ pub async fn redrive(
                 let kept = DeadLetterMessage {
                     v: MESSAGE_VERSION,
                     destination: message.destination.clone(),
-                    events: remaining.iter().filter_map(|event| RawValue::from_string(event.json.to_string()).ok()).collect(),
+                    events: remaining
+                        .iter()
+                        .filter_map(|event| RawValue::from_string(event.json.to_string()).ok())
+                        .collect(),
                     error: DeadLetterError::from(&failure),
                     attempts: message.attempts + 1,
                     first_failed_at: message.first_failed_at.clone(),
@@ -139,14 +154,21 @@ pub async fn redrive(
             "{label}: {delivered} of {} events delivered to {}{}",
             events.len(),
             message.destination,
-            if remaining.is_empty() { String::new() } else { format!("; {} kept in the DLQ", remaining.len()) }
+            if remaining.is_empty() {
+                String::new()
+            } else {
+                format!("; {} kept in the DLQ", remaining.len())
+            }
         ));
     }
     Ok(report)
 }
 
 /// One attempt per batch; returns the events not delivered and the last failure.
-async fn deliver_once(target: &RedriveTarget, events: &[OutgoingEvent]) -> (Vec<OutgoingEvent>, Option<Failure>) {
+async fn deliver_once(
+    target: &RedriveTarget,
+    events: &[OutgoingEvent],
+) -> (Vec<OutgoingEvent>, Option<Failure>) {
     let mut remaining = Vec::new();
     let mut last_failure = None;
     for batch in events.chunks(target.batch_size.max(1)) {
@@ -189,7 +211,11 @@ pub fn parse_body(body: &str, destination: Option<&str>) -> Result<DeadLetterMes
         v: MESSAGE_VERSION,
         destination,
         events,
-        error: DeadLetterError { class: "retryable".into(), status: None, message: "from a Lambda dead-letter queue".into() },
+        error: DeadLetterError {
+            class: "retryable".into(),
+            status: None,
+            message: "from a Lambda dead-letter queue".into(),
+        },
         attempts: 0,
         first_failed_at: now.clone(),
         last_failed_at: now.clone(),

@@ -25,8 +25,12 @@ impl WriteKeys {
     /// # Errors
     /// `401` for a malformed header or an unknown key.
     pub fn from_headers(&self, headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
-        let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
         let presented = if let Some(token) = strip_scheme(value, "Bearer") {
             token.trim().to_owned()
         } else if let Some(encoded) = strip_scheme(value, "Basic") {
@@ -34,10 +38,16 @@ impl WriteKeys {
                 .decode(encoded.trim())
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| ApiError::unauthorized("the Basic credentials are not base64 of user:password"))?;
-            decoded.split_once(':').map_or(decoded.clone(), |(user, _)| user.to_owned())
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the Basic credentials are not base64 of user:password")
+                })?;
+            decoded
+                .split_once(':')
+                .map_or(decoded.clone(), |(user, _)| user.to_owned())
         } else {
-            return Err(ApiError::unauthorized("use Authorization: Bearer <write key> or Basic with the key as user"));
+            return Err(ApiError::unauthorized(
+                "use Authorization: Bearer <write key> or Basic with the key as user",
+            ));
         };
         self.find(&presented).map(Some).ok_or_else(unknown_key)
     }
@@ -48,7 +58,9 @@ impl WriteKeys {
     /// `401` when absent or unknown.
     pub fn from_body(&self, key: Option<&str>) -> Result<&str, ApiError> {
         let key = key.ok_or_else(|| {
-            ApiError::unauthorized("missing write key: send Authorization: Bearer <key>, or \"write_key\" in the body")
+            ApiError::unauthorized(
+                "missing write key: send Authorization: Bearer <key>, or \"write_key\" in the body",
+            )
         })?;
         self.find(key).ok_or_else(unknown_key)
     }
@@ -81,19 +93,36 @@ mod tests {
 
     fn headers(authorization: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).unwrap(),
+        );
         headers
     }
 
     #[test]
     fn bearer_basic_and_body_keys() {
         let keys = WriteKeys::new(vec!["k1".into(), "k2".into()]);
-        assert_eq!(keys.from_headers(&headers("Bearer k2")).unwrap(), Some("k2"));
-        assert_eq!(keys.from_headers(&headers("bearer  k1 ")).unwrap(), Some("k1"));
+        assert_eq!(
+            keys.from_headers(&headers("Bearer k2")).unwrap(),
+            Some("k2")
+        );
+        assert_eq!(
+            keys.from_headers(&headers("bearer  k1 ")).unwrap(),
+            Some("k1")
+        );
         let basic = base64::engine::general_purpose::STANDARD.encode("k1:");
-        assert_eq!(keys.from_headers(&headers(&format!("Basic {basic}"))).unwrap(), Some("k1"));
+        assert_eq!(
+            keys.from_headers(&headers(&format!("Basic {basic}")))
+                .unwrap(),
+            Some("k1")
+        );
         let no_colon = base64::engine::general_purpose::STANDARD.encode("k2");
-        assert_eq!(keys.from_headers(&headers(&format!("Basic {no_colon}"))).unwrap(), Some("k2"));
+        assert_eq!(
+            keys.from_headers(&headers(&format!("Basic {no_colon}")))
+                .unwrap(),
+            Some("k2")
+        );
         assert_eq!(keys.from_headers(&HeaderMap::new()).unwrap(), None);
         assert_eq!(keys.from_body(Some("k1")).unwrap(), "k1");
     }
@@ -106,6 +135,9 @@ mod tests {
             assert_eq!(error.status.as_u16(), 401, "{value}");
         }
         assert_eq!(keys.from_body(None).unwrap_err().status.as_u16(), 401);
-        assert_eq!(keys.from_body(Some("nope")).unwrap_err().message, "unknown write key");
+        assert_eq!(
+            keys.from_body(Some("nope")).unwrap_err().message,
+            "unknown write key"
+        );
     }
 }

@@ -27,9 +27,16 @@ pub enum Encoding {
 /// # Errors
 /// `415` for any other type.
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
     let value = value.to_str().unwrap_or("");
-    let media_type = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_type = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match media_type.as_str() {
         "application/json" | "text/plain" => Ok(()),
         _ => Err(ApiError::unsupported_media_type(format!(
@@ -43,8 +50,16 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// # Errors
 /// `415` for anything but `gzip` or `identity`.
 pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(Encoding::Identity) };
-    match value.to_str().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    match value
+        .to_str()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "" | "identity" => Ok(Encoding::Identity),
         "gzip" | "x-gzip" => Ok(Encoding::Gzip),
         other => Err(ApiError::unsupported_media_type(format!(
@@ -57,15 +72,23 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
 ///
 /// # Errors
 /// `413` over the limit; `400` for a corrupt gzip stream or a broken connection.
-pub async fn read_limited(body: Body, encoding: Encoding, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub async fn read_limited(
+    body: Body,
+    encoding: Encoding,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut body = body;
     let mut raw = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| ApiError::invalid_body(format!("the body could not be read: {error}")))?;
+        let frame = frame.map_err(|error| {
+            ApiError::invalid_body(format!("the body could not be read: {error}"))
+        })?;
         if let Some(data) = frame.data_ref() {
             // A gzip stream is never meaningfully larger than what it holds, so the raw limit
             // is the same (plus the gzip header and trailer).
-            if raw.len() + data.len() > limit + 1024 || (encoding == Encoding::Identity && raw.len() + data.len() > limit) {
+            if raw.len() + data.len() > limit + 1024
+                || (encoding == Encoding::Identity && raw.len() + data.len() > limit)
+            {
                 return Err(ApiError::body_too_large(limit));
             }
             raw.extend_from_slice(data);
@@ -78,7 +101,9 @@ pub async fn read_limited(body: Body, encoding: Encoding, limit: usize) -> Resul
             let read = GzDecoder::new(&raw[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut decoded)
-                .map_err(|error| ApiError::invalid_encoding(format!("the gzip body is corrupt: {error}")))?;
+                .map_err(|error| {
+                    ApiError::invalid_encoding(format!("the gzip body is corrupt: {error}"))
+                })?;
             if read > limit {
                 return Err(ApiError::body_too_large(limit));
             }
@@ -110,29 +135,63 @@ mod tests {
     #[test]
     fn content_types() {
         assert!(check_content_type(&HeaderMap::new()).is_ok());
-        assert!(check_content_type(&with(header::CONTENT_TYPE, "application/json; charset=utf-8")).is_ok());
-        assert!(check_content_type(&with(header::CONTENT_TYPE, "text/plain;charset=UTF-8")).is_ok());
-        let error = check_content_type(&with(header::CONTENT_TYPE, "application/x-www-form-urlencoded")).unwrap_err();
+        assert!(
+            check_content_type(&with(
+                header::CONTENT_TYPE,
+                "application/json; charset=utf-8"
+            ))
+            .is_ok()
+        );
+        assert!(
+            check_content_type(&with(header::CONTENT_TYPE, "text/plain;charset=UTF-8")).is_ok()
+        );
+        let error = check_content_type(&with(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        ))
+        .unwrap_err();
         assert_eq!(error.status.as_u16(), 415);
-        assert_eq!(content_encoding(&with(header::CONTENT_ENCODING, "gzip")).unwrap(), Encoding::Gzip);
-        assert_eq!(content_encoding(&with(header::CONTENT_ENCODING, "br")).unwrap_err().status.as_u16(), 415);
+        assert_eq!(
+            content_encoding(&with(header::CONTENT_ENCODING, "gzip")).unwrap(),
+            Encoding::Gzip
+        );
+        assert_eq!(
+            content_encoding(&with(header::CONTENT_ENCODING, "br"))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            415
+        );
     }
 
     #[tokio::test]
     async fn limits_apply_after_decompression() {
         let ok = vec![b'a'; 1000];
-        assert_eq!(read_limited(Body::from(ok.clone()), Encoding::Identity, 1000).await.unwrap(), ok);
-        let over = read_limited(Body::from(vec![b'a'; 1001]), Encoding::Identity, 1000).await.unwrap_err();
+        assert_eq!(
+            read_limited(Body::from(ok.clone()), Encoding::Identity, 1000)
+                .await
+                .unwrap(),
+            ok
+        );
+        let over = read_limited(Body::from(vec![b'a'; 1001]), Encoding::Identity, 1000)
+            .await
+            .unwrap_err();
         assert_eq!(over.status.as_u16(), 413);
 
         // A small gzip body that expands past the limit (a gzip bomb) is refused.
         let bomb = gzip(&vec![b'a'; 10 * 1024 * 1024]);
         assert!(bomb.len() < 20_000);
-        let error = read_limited(Body::from(bomb), Encoding::Gzip, 512 * 1024).await.unwrap_err();
+        let error = read_limited(Body::from(bomb), Encoding::Gzip, 512 * 1024)
+            .await
+            .unwrap_err();
         assert_eq!(error.status.as_u16(), 413);
-        let fine = read_limited(Body::from(gzip(&ok)), Encoding::Gzip, 1000).await.unwrap();
+        let fine = read_limited(Body::from(gzip(&ok)), Encoding::Gzip, 1000)
+            .await
+            .unwrap();
         assert_eq!(fine, ok);
-        let corrupt = read_limited(Body::from(b"not gzip".to_vec()), Encoding::Gzip, 1000).await.unwrap_err();
+        let corrupt = read_limited(Body::from(b"not gzip".to_vec()), Encoding::Gzip, 1000)
+            .await
+            .unwrap_err();
         assert_eq!(corrupt.code, "invalid_encoding");
     }
 }

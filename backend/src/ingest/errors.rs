@@ -26,7 +26,14 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: String) -> Self {
-        Self { status, code, message, line: None, column: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message,
+            line: None,
+            column: None,
+            retry_after: None,
+        }
     }
 
     /// `400`: the body is not JSON, or not of the expected shape.
@@ -37,9 +44,15 @@ impl ApiError {
             None => text,
         };
         let (code, message) = if error.is_data() {
-            ("invalid_body", format!("the body does not have the expected shape: {message}"))
+            (
+                "invalid_body",
+                format!("the body does not have the expected shape: {message}"),
+            )
         } else {
-            ("invalid_json", format!("the body is not valid JSON: {message}"))
+            (
+                "invalid_json",
+                format!("the body is not valid JSON: {message}"),
+            )
         };
         Self {
             line: Some(error.line()),
@@ -68,7 +81,9 @@ impl ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is over {limit} bytes (after decompression); send fewer events per request"),
+            format!(
+                "the body is over {limit} bytes (after decompression); send fewer events per request"
+            ),
         )
     }
 
@@ -83,7 +98,11 @@ impl ApiError {
 
     /// `415`.
     pub fn unsupported_media_type(message: String) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
 
     /// `429`: the key's rate limit.
@@ -105,7 +124,9 @@ impl ApiError {
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                format!("events cannot be stored right now ({reason}); retry with the same event ids"),
+                format!(
+                    "events cannot be stored right now ({reason}); retry with the same event ids"
+                ),
             )
         }
     }
@@ -129,7 +150,12 @@ struct ErrorDetail<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: &self.message, line: self.line, column: self.column },
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                line: self.line,
+                column: self.column,
+            },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(retry_after) = self.retry_after {

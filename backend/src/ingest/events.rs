@@ -48,10 +48,15 @@ struct BatchBody<'a> {
 /// # Errors
 /// `400` with the line and column of malformed JSON, or naming the field of a wrong shape.
 pub fn parse_batch(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
-    let body: BatchBody<'_> = serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
+    let body: BatchBody<'_> =
+        serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
     let sent_at = body.sent_at.as_deref().map(parse_sent_at).transpose()?;
     Ok(ParsedBody {
-        events: body.batch.into_iter().map(|raw| Cow::Borrowed(raw.get())).collect(),
+        events: body
+            .batch
+            .into_iter()
+            .map(|raw| Cow::Borrowed(raw.get()))
+            .collect(),
         sent_at,
         write_key: body.write_key,
     })
@@ -62,28 +67,47 @@ pub fn parse_batch(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
 /// # Errors
 /// As [`parse_batch`].
 pub fn parse_single(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
-    let raw: &RawValue = serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
+    let raw: &RawValue =
+        serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
     if !raw.get().contains("\"write_key\"") {
-        return Ok(ParsedBody { events: vec![Cow::Borrowed(raw.get())], sent_at: None, write_key: None });
+        return Ok(ParsedBody {
+            events: vec![Cow::Borrowed(raw.get())],
+            sent_at: None,
+            write_key: None,
+        });
     }
-    let mut object: Map<String, Value> = serde_json::from_str(raw.get())
-        .map_err(|error| ApiError::invalid_body(format!("the body must be one event object: {}", strip_position(&error))))?;
+    let mut object: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|error| {
+        ApiError::invalid_body(format!(
+            "the body must be one event object: {}",
+            strip_position(&error)
+        ))
+    })?;
     let write_key = match object.remove("write_key") {
         Some(Value::String(key)) => Some(key),
         Some(_) => return Err(ApiError::invalid_body("write_key must be a string".into())),
         None => None,
     };
-    let text = serde_json::to_string(&object).map_err(|error| ApiError::invalid_body(error.to_string()))?;
-    Ok(ParsedBody { events: vec![Cow::Owned(text)], sent_at: None, write_key })
+    let text = serde_json::to_string(&object)
+        .map_err(|error| ApiError::invalid_body(error.to_string()))?;
+    Ok(ParsedBody {
+        events: vec![Cow::Owned(text)],
+        sent_at: None,
+        write_key,
+    })
 }
 
 fn parse_sent_at(text: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|error| ApiError::invalid_body(format!("sent_at: not an RFC 3339 date-time ({error})")))
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
+        ApiError::invalid_body(format!("sent_at: not an RFC 3339 date-time ({error})"))
+    })
 }
 
 /// Validates and normalizes every event; see [`normalize`].
-pub fn check_events(events: &[Cow<'_, str>], batch_sent_at: Option<OffsetDateTime>, received_at: Timestamp) -> Checked {
+pub fn check_events(
+    events: &[Cow<'_, str>],
+    batch_sent_at: Option<OffsetDateTime>,
+    received_at: Timestamp,
+) -> Checked {
     let mut checked = Checked::default();
     let mut rng = fastrand::Rng::new();
     for (index, text) in events.iter().enumerate() {
@@ -102,7 +126,10 @@ fn check_event(
     rng: &mut fastrand::Rng,
 ) -> Result<IncomingEvent, String> {
     if text.len() > MAX_EVENT_BYTES {
-        return Err(format!("event: is {} bytes of JSON, over the limit of {MAX_EVENT_BYTES} bytes", text.len()));
+        return Err(format!(
+            "event: is {} bytes of JSON, over the limit of {MAX_EVENT_BYTES} bytes",
+            text.len()
+        ));
     }
     let mut envelope = Envelope::from_json(text).map_err(|error| error.to_string())?;
     normalize(&mut envelope, batch_sent_at, received_at, rng);
@@ -184,37 +211,75 @@ mod tests {
                 {"name": "ok-6", "data": {}, "propertes": {}}
             ]}"#,
         );
-        let names: Vec<_> = checked.accepted.iter().map(|event| event.name.as_str()).collect();
+        let names: Vec<_> = checked
+            .accepted
+            .iter()
+            .map(|event| event.name.as_str())
+            .collect();
         assert_eq!(names, ["ok-0", "ok-2"]);
-        let rejected: Vec<_> = checked.rejected.iter().map(|entry| (entry.index, entry.error.as_str())).collect();
+        let rejected: Vec<_> = checked
+            .rejected
+            .iter()
+            .map(|entry| (entry.index, entry.error.as_str()))
+            .collect();
         assert_eq!(rejected[0], (1, "name: must not be empty"));
         assert_eq!(rejected[1], (3, "name: is required"));
         assert_eq!(rejected[2].0, 4);
-        assert!(rejected[2].1.starts_with("data: invalid type: integer `5`"), "{}", rejected[2].1);
+        assert!(
+            rejected[2].1.starts_with("data: invalid type: integer `5`"),
+            "{}",
+            rejected[2].1
+        );
         assert_eq!(rejected[3], (5, "event: must be a JSON object"));
         assert_eq!(rejected[4].0, 6);
-        assert!(rejected[4].1.contains("unknown field `propertes`"), "{}", rejected[4].1);
+        assert!(
+            rejected[4].1.contains("unknown field `propertes`"),
+            "{}",
+            rejected[4].1
+        );
     }
 
     #[test]
     fn an_event_over_32_kib_is_rejected_not_the_request() {
-        let big = format!(r#"{{"name": "big", "data": {{"blob": "{}"}}}}"#, "x".repeat(MAX_EVENT_BYTES));
+        let big = format!(
+            r#"{{"name": "big", "data": {{"blob": "{}"}}}}"#,
+            "x".repeat(MAX_EVENT_BYTES)
+        );
         let body = format!(r#"{{"batch": [{big}, {{"name": "small", "data": {{}}}}]}}"#);
         let checked = check(&body);
         assert_eq!(checked.accepted.len(), 1);
         assert_eq!(checked.rejected[0].index, 0);
-        assert!(checked.rejected[0].error.contains("over the limit of 32768 bytes"));
+        assert!(
+            checked.rejected[0]
+                .error
+                .contains("over the limit of 32768 bytes")
+        );
     }
 
     #[test]
     fn ids_and_received_at_are_assigned_and_timestamps_default_to_received_at() {
-        let checked = check(r#"{"batch": [{"name": "a", "data": {}, "received_at": "2000-01-01T00:00:00Z"}, {"id": "mine", "name": "b", "data": {}}]}"#);
+        let checked = check(
+            r#"{"batch": [{"name": "a", "data": {}, "received_at": "2000-01-01T00:00:00Z"}, {"id": "mine", "name": "b", "data": {}}]}"#,
+        );
         let first = stored(&checked.accepted[0]);
-        assert_eq!(uuid::Uuid::parse_str(first.id.as_deref().unwrap()).unwrap().get_version_num(), 7);
-        assert_eq!(first.received_at, Some(datetime!(2026-11-27 10:00 UTC)), "never trusted from clients");
+        assert_eq!(
+            uuid::Uuid::parse_str(first.id.as_deref().unwrap())
+                .unwrap()
+                .get_version_num(),
+            7
+        );
+        assert_eq!(
+            first.received_at,
+            Some(datetime!(2026-11-27 10:00 UTC)),
+            "never trusted from clients"
+        );
         assert_eq!(first.timestamp, first.received_at);
         assert_eq!(checked.accepted[1].id, "mine");
-        assert_eq!(checked.accepted[0].partition_key, first.id.unwrap(), "no anonymous or user id: the id");
+        assert_eq!(
+            checked.accepted[0].partition_key,
+            first.id.unwrap(),
+            "no anonymous or user id: the id"
+        );
     }
 
     #[test]
@@ -228,11 +293,22 @@ mod tests {
             ]}"#,
         );
         let a = stored(&checked.accepted[0]);
-        assert_eq!(a.original_timestamp, Some(datetime!(2026-11-27 10:59:30 UTC)));
-        assert_eq!(a.timestamp, Some(datetime!(2026-11-27 09:59:30 UTC)), "30 s before it arrived");
+        assert_eq!(
+            a.original_timestamp,
+            Some(datetime!(2026-11-27 10:59:30 UTC))
+        );
+        assert_eq!(
+            a.timestamp,
+            Some(datetime!(2026-11-27 09:59:30 UTC)),
+            "30 s before it arrived"
+        );
         assert_eq!(a.sent_at, Some(datetime!(2026-11-27 11:00 UTC)));
         let b = stored(&checked.accepted[1]);
-        assert_eq!(b.timestamp, Some(datetime!(2026-11-27 10:59:50 UTC)), "its own sent_at wins");
+        assert_eq!(
+            b.timestamp,
+            Some(datetime!(2026-11-27 10:59:50 UTC)),
+            "its own sent_at wins"
+        );
         let c = stored(&checked.accepted[2]);
         assert_eq!(c.timestamp, Some(datetime!(2026-11-27 10:00 UTC)));
         assert_eq!(c.original_timestamp, None);
@@ -251,6 +327,9 @@ mod tests {
         let parsed = parse_single(br#"{"name": "a", "data": {}, "write_key": "k"}"#).unwrap();
         assert_eq!(parsed.write_key.as_deref(), Some("k"));
         assert!(!parsed.events[0].contains("write_key"));
-        assert!(parse_single(b"[1]").is_ok(), "the event's own check rejects it by index");
+        assert!(
+            parse_single(b"[1]").is_ok(),
+            "the event's own check rejects it by index"
+        );
     }
 }

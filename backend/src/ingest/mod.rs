@@ -82,12 +82,20 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
     let origins = if allowed_origins.iter().any(|origin| origin == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(allowed_origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+        AllowOrigin::list(
+            allowed_origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
     };
     CorsLayer::new()
         .allow_origin(origins)
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::CONTENT_ENCODING])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+        ])
         .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(86_400))
 }
@@ -101,12 +109,20 @@ pub struct Accepted {
     pub rejected: Vec<events::Rejected>,
 }
 
-async fn post_batch(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+async fn post_batch(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let response = handle(&state, &headers, body, RequestShape::Batch).await;
     finish(&state, response)
 }
 
-async fn post_event(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+async fn post_event(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let response = handle(&state, &headers, body, RequestShape::SingleEvent).await;
     finish(&state, response)
 }
@@ -116,7 +132,13 @@ fn finish(state: &IngestState, response: Result<Accepted, ApiError>) -> Response
         Ok(accepted) => axum::Json(accepted).into_response(),
         Err(error) => error.into_response(),
     };
-    state.metrics.http_requests.get_or_create(&StatusLabel { status: response.status().as_u16() }).inc();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&StatusLabel {
+            status: response.status().as_u16(),
+        })
+        .inc();
     response
 }
 
@@ -126,7 +148,12 @@ enum RequestShape {
     SingleEvent,
 }
 
-async fn handle(state: &IngestState, headers: &HeaderMap, body: Body, shape: RequestShape) -> Result<Accepted, ApiError> {
+async fn handle(
+    state: &IngestState,
+    headers: &HeaderMap,
+    body: Body,
+    shape: RequestShape,
+) -> Result<Accepted, ApiError> {
     body::check_content_type(headers)?;
     let encoding = body::content_encoding(headers)?;
     let header_key = state.write_keys.from_headers(headers)?;
@@ -141,15 +168,24 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body, shape: Req
         None => state.write_keys.from_body(parsed.write_key.as_deref())?,
     };
     if parsed.events.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(ApiError::too_many_events(parsed.events.len(), MAX_EVENTS_PER_REQUEST));
+        return Err(ApiError::too_many_events(
+            parsed.events.len(),
+            MAX_EVENTS_PER_REQUEST,
+        ));
     }
     if let Some(limiter) = &state.rate_limiter {
-        limiter.take(key, parsed.events.len()).map_err(ApiError::rate_limited)?;
+        limiter
+            .take(key, parsed.events.len())
+            .map_err(ApiError::rate_limited)?;
     }
 
     let received_at = crate::clock::now();
     let checked = events::check_events(&parsed.events, parsed.sent_at, received_at);
-    let event_names: Vec<String> = checked.accepted.iter().map(|event| event.name.clone()).collect();
+    let event_names: Vec<String> = checked
+        .accepted
+        .iter()
+        .map(|event| event.name.clone())
+        .collect();
     let valid = checked.accepted.len();
     let outcome = if checked.accepted.is_empty() {
         Default::default()
@@ -161,13 +197,23 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body, shape: Req
     };
     let metrics = &state.metrics;
     metrics.events_accepted.inc_by(outcome.appended as u64);
-    metrics.events_deduplicated.inc_by(outcome.duplicates as u64);
-    metrics.events_rejected.inc_by(checked.rejected.len() as u64);
+    metrics
+        .events_deduplicated
+        .inc_by(outcome.duplicates as u64);
+    metrics
+        .events_rejected
+        .inc_by(checked.rejected.len() as u64);
     if let Some(rules) = &state.rules {
-        let unrouted = event_names.iter().filter(|name| rules.destinations_for(name).is_empty()).count();
+        let unrouted = event_names
+            .iter()
+            .filter(|name| rules.destinations_for(name).is_empty())
+            .count();
         metrics.events_unrouted.inc_by(unrouted as u64);
     }
-    Ok(Accepted { accepted: valid, rejected: checked.rejected })
+    Ok(Accepted {
+        accepted: valid,
+        rejected: checked.rejected,
+    })
 }
 
 /// A request body once parsed: the raw events, and the batch's `sent_at` and `write_key`.

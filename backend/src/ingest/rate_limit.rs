@@ -24,7 +24,10 @@ struct Bucket {
 impl RateLimiter {
     /// `per_second` events per second per key (must be > 0).
     pub fn new(per_second: u32) -> Self {
-        Self { per_second: f64::from(per_second.max(1)), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second: f64::from(per_second.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes `events` tokens for `key`.
@@ -36,8 +39,14 @@ impl RateLimiter {
     }
 
     fn take_at(&self, key: &str, events: usize, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.per_second, updated: now });
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.per_second,
+            updated: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.per_second);
         bucket.updated = now;
@@ -62,8 +71,16 @@ mod tests {
         assert!(limiter.take_at("k", 40, start).is_ok());
         let wait = limiter.take_at("k", 1, start).unwrap_err();
         assert!(wait <= Duration::from_millis(20), "{wait:?}");
-        assert!(limiter.take_at("other", 100, start).is_ok(), "keys are separate");
-        assert!(limiter.take_at("k", 50, start + Duration::from_millis(500)).is_ok(), "refilled half");
+        assert!(
+            limiter.take_at("other", 100, start).is_ok(),
+            "keys are separate"
+        );
+        assert!(
+            limiter
+                .take_at("k", 50, start + Duration::from_millis(500))
+                .is_ok(),
+            "refilled half"
+        );
     }
 
     #[test]
@@ -73,6 +90,10 @@ mod tests {
         assert!(limiter.take_at("k", 500, start).is_ok());
         let wait = limiter.take_at("k", 1, start).unwrap_err();
         assert!(wait >= Duration::from_secs(4), "{wait:?}");
-        assert!(limiter.take_at("k", 1, start + Duration::from_secs(5)).is_ok());
+        assert!(
+            limiter
+                .take_at("k", 1, start + Duration::from_secs(5))
+                .is_ok()
+        );
     }
 }

@@ -12,11 +12,17 @@ pub trait EventSink: Send + Sync + 'static {
     /// # Errors
     /// When they could not all be stored; the ingest then answers `503` so clients retry with
     /// the same ids (duplicates are dropped by id).
-    fn append(&self, events: Vec<IncomingEvent>) -> Pin<Box<dyn Future<Output = Result<AppendOutcome, LogError>> + Send + '_>>;
+    fn append(
+        &self,
+        events: Vec<IncomingEvent>,
+    ) -> Pin<Box<dyn Future<Output = Result<AppendOutcome, LogError>> + Send + '_>>;
 }
 
 impl EventSink for EventLog {
-    fn append(&self, events: Vec<IncomingEvent>) -> Pin<Box<dyn Future<Output = Result<AppendOutcome, LogError>> + Send + '_>> {
+    fn append(
+        &self,
+        events: Vec<IncomingEvent>,
+    ) -> Pin<Box<dyn Future<Output = Result<AppendOutcome, LogError>> + Send + '_>> {
         Box::pin(EventLog::append(self, events))
     }
 }

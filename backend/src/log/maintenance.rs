@@ -5,9 +5,9 @@ use std::time::Duration;
 use rusqlite::params;
 use tributary_core::Timestamp;
 
+use super::LogError;
 use super::reader::LogReader;
 use super::schema::{from_sql, to_sql};
-use super::LogError;
 
 /// What one sweep removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,7 +36,8 @@ pub fn sweep(
         safe_offset = safe_offset.min(reader.committed_offset(destination)?);
     }
     let cutoff = |window: Duration| {
-        now.as_unix_millis().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
+        now.as_unix_millis()
+            .saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
     };
     let records = reader
         .connection()
@@ -47,7 +48,13 @@ pub fn sweep(
         .map_err(sqlite)?;
     let ids = reader
         .connection()
-        .execute("DELETE FROM seen_ids WHERE received_at < ?1", params![to_sql(cutoff(dedup_window))])
+        .execute(
+            "DELETE FROM seen_ids WHERE received_at < ?1",
+            params![to_sql(cutoff(dedup_window))],
+        )
         .map_err(sqlite)?;
-    Ok(SweepOutcome { records: from_sql(records as i64), ids: from_sql(ids as i64) })
+    Ok(SweepOutcome {
+        records: from_sql(records as i64),
+        ids: from_sql(ids as i64),
+    })
 }

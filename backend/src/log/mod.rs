@@ -37,6 +37,9 @@ use tributary_core::Timestamp;
 pub use reader::LogReader;
 pub use writer::LogWriter;
 
+#[cfg(test)]
+mod tests;
+
 /// The log's file name inside the data dir.
 pub const LOG_FILE: &str = "log.db";
 
@@ -129,14 +132,19 @@ impl EventLog {
     /// # Errors
     /// When the folder or database cannot be created or opened.
     pub fn open(data_dir: &Path, options: &LogOptions) -> Result<Self, LogError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|error| LogError::Storage(format!("cannot create {}: {error}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|error| {
+            LogError::Storage(format!("cannot create {}: {error}", data_dir.display()))
+        })?;
         let path = data_dir.join(LOG_FILE);
         let connection = schema::open(&path, schema::Role::Writer, options.max_bytes)?;
         let last_offset = schema::last_offset(&connection)?;
         let (appended_sender, appended) = watch::channel(last_offset);
         let writer = LogWriter::start(connection, options.dedup_window, appended_sender)?;
-        Ok(Self { path, writer, appended })
+        Ok(Self {
+            path,
+            writer,
+            appended,
+        })
     }
 
     /// Appends events durably (group commit); see the module invariants.

@@ -27,7 +27,9 @@ pub struct ReadBatch {
 
 impl LogReader {
     pub(crate) fn open(path: &Path) -> Result<Self, LogError> {
-        Ok(Self { connection: schema::open(path, Role::Reader, 0)? })
+        Ok(Self {
+            connection: schema::open(path, Role::Reader, 0)?,
+        })
     }
 
     /// Up to `limit` records with offsets greater than `after`, in order.
@@ -44,7 +46,10 @@ impl LogReader {
             )
             .map_err(sqlite)?;
         let mut rows = statement
-            .query(params![to_sql(after), i64::try_from(limit).unwrap_or(i64::MAX)])
+            .query(params![
+                to_sql(after),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])
             .map_err(sqlite)?;
         let mut batch = ReadBatch::default();
         while let Some(row) = rows.next().map_err(sqlite)? {
@@ -86,7 +91,11 @@ impl LogReader {
     pub fn committed_offset(&self, destination: &str) -> Result<u64, LogError> {
         let offset: Option<i64> = self
             .connection
-            .query_row("SELECT offset FROM offsets WHERE destination = ?1", [destination], |row| row.get(0))
+            .query_row(
+                "SELECT offset FROM offsets WHERE destination = ?1",
+                [destination],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(|error| LogError::from_sqlite(&error))?;
         Ok(offset.map_or(0, from_sql))

@@ -32,19 +32,36 @@ pub enum Role {
 pub(crate) fn open(path: &Path, role: Role, max_bytes: u64) -> Result<Connection, LogError> {
     let failed = |error: rusqlite::Error| LogError::Storage(format!("{}: {error}", path.display()));
     let connection = Connection::open(path).map_err(failed)?;
-    connection.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
-    connection.pragma_update(None, "page_size", PAGE_SIZE).map_err(failed)?;
-    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(failed)?;
+    connection
+        .busy_timeout(Duration::from_secs(10))
+        .map_err(failed)?;
+    connection
+        .pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(failed)?;
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(failed)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(LogError::Storage(format!("{}: SQLite refused WAL mode ({mode})", path.display())));
+        return Err(LogError::Storage(format!(
+            "{}: SQLite refused WAL mode ({mode})",
+            path.display()
+        )));
     }
     let synchronous = match role {
         Role::Writer => "FULL",
         Role::Reader => "NORMAL",
     };
-    connection.pragma_update(None, "synchronous", synchronous).map_err(failed)?;
+    connection
+        .pragma_update(None, "synchronous", synchronous)
+        .map_err(failed)?;
     if max_bytes > 0 {
-        connection.pragma_update(None, "max_page_count", (to_sql(max_bytes) / PAGE_SIZE).max(16)).map_err(failed)?;
+        connection
+            .pragma_update(
+                None,
+                "max_page_count",
+                (to_sql(max_bytes) / PAGE_SIZE).max(16),
+            )
+            .map_err(failed)?;
     }
     connection
         .execute_batch(
@@ -75,7 +92,9 @@ pub(crate) fn last_offset(connection: &Connection) -> Result<u64, LogError> {
     let offset: Option<i64> = connection
         .query_row("SELECT MAX(offset) FROM log", [], |row| row.get(0))
         .map_err(|error| LogError::from_sqlite(&error))?;
-    Ok(offset.and_then(|offset| u64::try_from(offset).ok()).unwrap_or(0))
+    Ok(offset
+        .and_then(|offset| u64::try_from(offset).ok())
+        .unwrap_or(0))
 }
 
 /// The checksum stored beside each record.

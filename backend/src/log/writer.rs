@@ -51,22 +51,37 @@ impl LogWriter {
         })
     }
 
-    pub(crate) async fn append(&self, events: Vec<IncomingEvent>) -> Result<AppendOutcome, LogError> {
+    pub(crate) async fn append(
+        &self,
+        events: Vec<IncomingEvent>,
+    ) -> Result<AppendOutcome, LogError> {
         if events.is_empty() {
             return Ok(AppendOutcome::default());
         }
         let (reply, answer) = oneshot::channel();
         {
-            let guard = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let sender = guard.as_ref().ok_or(LogError::Closed)?;
-            sender.send(AppendRequest { events, reply }).map_err(|_| LogError::Closed)?;
+            sender
+                .send(AppendRequest { events, reply })
+                .map_err(|_| LogError::Closed)?;
         }
         answer.await.map_err(|_| LogError::Closed)?
     }
 
     pub(crate) async fn close(&self) {
-        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let thread = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -104,7 +119,8 @@ fn run(
             }
         }
         let now = unix_millis();
-        let window_start = now.saturating_sub(u64::try_from(dedup_window.as_millis()).unwrap_or(u64::MAX));
+        let window_start =
+            now.saturating_sub(u64::try_from(dedup_window.as_millis()).unwrap_or(u64::MAX));
         match write_group(&mut connection, &group, last_offset, now, window_start) {
             Ok((outcomes, new_last)) => {
                 last_offset = new_last;
@@ -152,7 +168,9 @@ fn write_group(
             for event in &request.events {
                 // A row is written or refreshed only when the id is new or its last sighting
                 // is older than the window; otherwise it is a duplicate.
-                let fresh = remember.execute(params![event.id, to_sql(now), to_sql(window_start)]).map_err(sqlite)?;
+                let fresh = remember
+                    .execute(params![event.id, to_sql(now), to_sql(window_start)])
+                    .map_err(sqlite)?;
                 if fresh == 0 {
                     outcome.duplicates += 1;
                     continue;
@@ -179,6 +197,9 @@ fn write_group(
 }
 
 fn unix_millis() -> u64 {
-    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     u64::try_from(millis).unwrap_or(u64::MAX)
 }

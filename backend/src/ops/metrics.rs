@@ -76,27 +76,71 @@ impl Metrics {
         let log_lag_seconds = Family::<DestinationLabel, Gauge>::default();
         let dlq_depth = Family::<DestinationLabel, Gauge>::default();
         let corrupt_records = Counter::default();
-        registry.register("events_accepted", "Events stored by the ingest", events_accepted.clone());
-        registry.register("events_rejected", "Events refused by the ingest", events_rejected.clone());
+        registry.register(
+            "events_accepted",
+            "Events stored by the ingest",
+            events_accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events refused by the ingest",
+            events_rejected.clone(),
+        );
         registry.register(
             "events_deduplicated",
             "Events seen before within the dedup window, answered as accepted and not stored again",
             events_deduplicated.clone(),
         );
-        registry.register("events_unrouted", "Accepted events no routing rule enables", events_unrouted.clone());
-        registry.register("http_requests", "Ingest responses by status", http_requests.clone());
-        registry.register("destination_delivered", "Events delivered", delivered.clone());
-        registry.register("destination_retried", "Event deliveries retried", retried.clone());
-        registry.register("destination_dead_lettered", "Events written to the DLQ", dead_lettered.clone());
-        registry.register("destination_retrying", "Events waiting for a retry", retrying.clone());
-        registry.register("log_lag_events", "Log records not yet delivered or dead-lettered", log_lag_events.clone());
+        registry.register(
+            "events_unrouted",
+            "Accepted events no routing rule enables",
+            events_unrouted.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "Ingest responses by status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "destination_delivered",
+            "Events delivered",
+            delivered.clone(),
+        );
+        registry.register(
+            "destination_retried",
+            "Event deliveries retried",
+            retried.clone(),
+        );
+        registry.register(
+            "destination_dead_lettered",
+            "Events written to the DLQ",
+            dead_lettered.clone(),
+        );
+        registry.register(
+            "destination_retrying",
+            "Events waiting for a retry",
+            retrying.clone(),
+        );
+        registry.register(
+            "log_lag_events",
+            "Log records not yet delivered or dead-lettered",
+            log_lag_events.clone(),
+        );
         registry.register(
             "log_lag_seconds",
             "Age of the oldest log record not yet delivered or dead-lettered",
             log_lag_seconds.clone(),
         );
-        registry.register("dlq_depth", "Messages in the dead-letter queue", dlq_depth.clone());
-        registry.register("log_corrupt_records", "Log records skipped because their checksum failed", corrupt_records.clone());
+        registry.register(
+            "dlq_depth",
+            "Messages in the dead-letter queue",
+            dlq_depth.clone(),
+        );
+        registry.register(
+            "log_corrupt_records",
+            "Log records skipped because their checksum failed",
+            corrupt_records.clone(),
+        );
         Self {
             registry,
             events_accepted,
@@ -117,7 +161,9 @@ impl Metrics {
 
     /// The label of `destination`.
     pub fn destination(destination: &str) -> DestinationLabel {
-        DestinationLabel { destination: destination.to_owned() }
+        DestinationLabel {
+            destination: destination.to_owned(),
+        }
     }
 
     /// Makes every per-destination series appear (at 0) before anything happens to it.

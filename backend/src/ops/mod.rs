@@ -61,18 +61,29 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn metrics_text(State(state): State<Arc<OpsState>>, headers: HeaderMap, Query(query): Query<TokenQuery>) -> Response {
+async fn metrics_text(
+    State(state): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     if let Some(reason) = denial(&state.access, &headers, query.token.as_deref()) {
         return denied(&reason);
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
 }
 
-async fn status(State(state): State<Arc<OpsState>>, headers: HeaderMap, Query(query): Query<TokenQuery>) -> Response {
+async fn status(
+    State(state): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     if let Some(reason) = denial(&state.access, &headers, query.token.as_deref()) {
         return denied(&reason);
     }
@@ -104,4 +115,65 @@ fn denial(access: &AdminAccess, headers: &HeaderMap, query_token: Option<&str>) 
 fn denied(message: &str) -> Response {
     let body = serde_json::json!({"error": {"code": "unauthorized", "message": message}});
     (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn status_of(access: AdminAccess, uri: &str, bearer: Option<&str>) -> StatusCode {
+        let app = router(Arc::new(Metrics::new()), access);
+        let mut request = Request::builder().uri(uri);
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        app.oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn loopback_is_open_and_elsewhere_needs_the_token() {
+        assert_eq!(
+            status_of(AdminAccess::Open, "/metrics", None).await,
+            StatusCode::OK
+        );
+        let token = || AdminAccess::Token("s3cret".into());
+        assert_eq!(
+            status_of(token(), "/metrics", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_of(token(), "/metrics", Some("wrong")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_of(token(), "/metrics", Some("s3cret")).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of(token(), "/", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_of(token(), "/?token=s3cret", None).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of(token(), "/healthz", None).await,
+            StatusCode::OK,
+            "health is always open"
+        );
+        let closed = AdminAccess::Closed {
+            variable: "TRIBUTARY_ADMIN_TOKEN".into(),
+        };
+        assert_eq!(
+            status_of(closed, "/metrics", Some("anything")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
 }

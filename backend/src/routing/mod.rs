@@ -14,4 +14,4 @@
 mod positions;
 pub mod rules;
 
-pub use rules::{Rule, RoutingRules, RulesError};
+pub use rules::{RoutingRules, Rule, RulesError};

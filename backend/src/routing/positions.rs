@@ -19,7 +19,10 @@ pub(crate) struct ElementPositions {
 impl ElementPositions {
     /// Where the value of `key` starts, else where the element starts.
     pub(crate) fn of(&self, key: &str) -> Position {
-        self.keys.iter().find(|(name, _)| name == key).map_or(self.start, |(_, position)| *position)
+        self.keys
+            .iter()
+            .find(|(name, _)| name == key)
+            .map_or(self.start, |(_, position)| *position)
     }
 }
 
@@ -63,7 +66,10 @@ pub(crate) fn top_level_elements(text: &str) -> Vec<ElementPositions> {
             }
             '{' | '[' => {
                 if depth == 1 {
-                    elements.push(ElementPositions { start: here, keys: Vec::new() });
+                    elements.push(ElementPositions {
+                        start: here,
+                        keys: Vec::new(),
+                    });
                 } else if depth == 2
                     && let Some(key) = pending_key.take()
                 {
@@ -121,7 +127,19 @@ mod tests {
         let text = r#"[{"a": "]}\"{", "b": "é"}, {"a": "z"}]"#;
         let elements = top_level_elements(text);
         assert_eq!(elements.len(), 2);
-        assert_eq!(elements[0].of("b"), Position { line: 1, column: 22 });
-        assert_eq!(elements[1].of("a"), Position { line: 1, column: 34 });
+        assert_eq!(
+            elements[0].of("b"),
+            Position {
+                line: 1,
+                column: 22
+            }
+        );
+        assert_eq!(
+            elements[1].of("a"),
+            Position {
+                line: 1,
+                column: 34
+            }
+        );
     }
 }

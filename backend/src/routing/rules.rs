@@ -72,16 +72,31 @@ impl RoutingRules {
         })?;
         let positions = top_level_elements(&lenient);
         let at = |index: usize, key: &str, message: String| {
-            let position = positions.get(index).map_or(Position { line: 1, column: 1 }, |element| element.of(key));
-            RulesError { file: file.to_owned(), line: position.line, column: position.column, message }
+            let position = positions
+                .get(index)
+                .map_or(Position { line: 1, column: 1 }, |element| element.of(key));
+            RulesError {
+                file: file.to_owned(),
+                line: position.line,
+                column: position.column,
+                message,
+            }
         };
         let mut rules = Vec::with_capacity(raw.len());
         for (index, rule) in raw.into_iter().enumerate() {
             if rule.destination_name.trim().is_empty() {
-                return Err(at(index, "destination_name", "destination_name must not be empty".into()));
+                return Err(at(
+                    index,
+                    "destination_name",
+                    "destination_name must not be empty".into(),
+                ));
             }
             if rule.enabled_events.iter().any(|name| name.is_empty()) {
-                return Err(at(index, "enabled_events", "enabled_events must not hold an empty name".into()));
+                return Err(at(
+                    index,
+                    "enabled_events",
+                    "enabled_events must not hold an empty name".into(),
+                ));
             }
             rules.push(Rule {
                 destination_name: rule.destination_name,
@@ -97,7 +112,10 @@ impl RoutingRules {
         let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
         let mut match_all = Vec::new();
         for rule in &rules {
-            let destination = match destinations.iter().position(|name| *name == rule.destination_name) {
+            let destination = match destinations
+                .iter()
+                .position(|name| *name == rule.destination_name)
+            {
                 Some(index) => index,
                 None => {
                     destinations.push(rule.destination_name.clone());
@@ -105,13 +123,24 @@ impl RoutingRules {
                 }
             };
             for name in &rule.enabled_events {
-                let targets = if name == MATCH_ALL { &mut match_all } else { by_event.entry(name.clone()).or_default() };
+                let targets = if name == MATCH_ALL {
+                    &mut match_all
+                } else {
+                    by_event.entry(name.clone()).or_default()
+                };
                 if !targets.contains(&destination) {
                     targets.push(destination);
                 }
             }
         }
-        Self { rules, file, positions, destinations, by_event, match_all }
+        Self {
+            rules,
+            file,
+            positions,
+            destinations,
+            by_event,
+            match_all,
+        }
     }
 
     /// The rules, in file order.
@@ -132,27 +161,50 @@ impl RoutingRules {
         }
         indexes.sort_unstable();
         indexes.dedup();
-        indexes.into_iter().map(|index| self.destinations[index].as_str()).collect()
+        indexes
+            .into_iter()
+            .map(|index| self.destinations[index].as_str())
+            .collect()
     }
 
     /// Whether `destination` gets events called `event_name`.
     pub fn enables(&self, destination: &str, event_name: &str) -> bool {
-        let Some(index) = self.destinations.iter().position(|name| name == destination) else {
+        let Some(index) = self
+            .destinations
+            .iter()
+            .position(|name| name == destination)
+        else {
             return false;
         };
-        self.match_all.contains(&index) || self.by_event.get(event_name).is_some_and(|targets| targets.contains(&index))
+        self.match_all.contains(&index)
+            || self
+                .by_event
+                .get(event_name)
+                .is_some_and(|targets| targets.contains(&index))
     }
 
     /// Checks that every rule names a known destination.
     ///
     /// # Errors
     /// A [`RulesError`] at the first unknown `destination_name`, listing the known ones.
-    pub fn check_destinations<'a>(&self, known: impl IntoIterator<Item = &'a str> + Clone) -> Result<(), RulesError> {
+    pub fn check_destinations<'a>(
+        &self,
+        known: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), RulesError> {
         for (index, rule) in self.rules.iter().enumerate() {
-            if !known.clone().into_iter().any(|name| name == rule.destination_name) {
+            if !known
+                .clone()
+                .into_iter()
+                .any(|name| name == rule.destination_name)
+            {
                 let mut names: Vec<&str> = known.clone().into_iter().collect();
                 names.sort_unstable();
-                let position = self.positions.get(index).map_or(Position { line: 1, column: 1 }, |element| element.of("destination_name"));
+                let position = self
+                    .positions
+                    .get(index)
+                    .map_or(Position { line: 1, column: 1 }, |element| {
+                        element.of("destination_name")
+                    });
                 return Err(RulesError {
                     file: self.file.clone(),
                     line: position.line,
@@ -160,7 +212,11 @@ impl RoutingRules {
                     message: format!(
                         "unknown destination {:?}; the configuration has: {}",
                         rule.destination_name,
-                        if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
                     ),
                 });
             }
@@ -197,9 +253,15 @@ fn blank_trailing_commas(text: &str) -> String {
             }
             ',' => {
                 // Trailing: after a value and before a closing bracket (not `[,]` nor `,,]`).
-                let next = characters[index + 1..].iter().find(|next| !next.is_whitespace());
+                let next = characters[index + 1..]
+                    .iter()
+                    .find(|next| !next.is_whitespace());
                 let after_value = !matches!(last_significant, Some('[' | '{' | ',') | None);
-                output.push(if after_value && matches!(next, Some(']' | '}')) { ' ' } else { ',' });
+                output.push(if after_value && matches!(next, Some(']' | '}')) {
+                    ' '
+                } else {
+                    ','
+                });
             }
             _ => output.push(character),
         }
@@ -227,9 +289,18 @@ mod tests {
     fn the_articles_file_loads_as_is() {
         let rules = RoutingRules::parse(SEED, "rules-seed.json").unwrap();
         assert_eq!(rules.rules().len(), 3);
-        assert_eq!(rules.destination_names(), ["mixpanel", "hubspotcrm", "datawarehouse"]);
-        assert_eq!(rules.destinations_for("page_view"), ["mixpanel", "hubspotcrm", "datawarehouse"]);
-        assert_eq!(rules.destinations_for("login"), ["hubspotcrm", "datawarehouse"]);
+        assert_eq!(
+            rules.destination_names(),
+            ["mixpanel", "hubspotcrm", "datawarehouse"]
+        );
+        assert_eq!(
+            rules.destinations_for("page_view"),
+            ["mixpanel", "hubspotcrm", "datawarehouse"]
+        );
+        assert_eq!(
+            rules.destinations_for("login"),
+            ["hubspotcrm", "datawarehouse"]
+        );
         assert!(rules.destinations_for("event-9").is_empty());
         assert!(rules.enables("mixpanel", "button_click"));
         assert!(!rules.enables("mixpanel", "login"));
@@ -240,7 +311,10 @@ mod tests {
     fn star_matches_every_event() {
         let rules = RoutingRules::parse(crate::config::DEFAULT_RULES, "rules.json").unwrap();
         assert_eq!(rules.destinations_for("event-9"), ["archive"]);
-        assert_eq!(rules.destinations_for("search"), ["mixpanel", "hubspotcrm", "datawarehouse", "archive"]);
+        assert_eq!(
+            rules.destinations_for("search"),
+            ["mixpanel", "hubspotcrm", "datawarehouse", "archive"]
+        );
         assert!(rules.enables("archive", "anything at all"));
     }
 
@@ -256,31 +330,48 @@ mod tests {
         let missing = "[{\"destination_name\": \"a\", \"destination_arn\": \"x\"}]";
         let error = RoutingRules::parse(missing, "r.json").unwrap_err();
         assert!(error.to_string().starts_with("r.json:1:"), "{error}");
-        assert!(error.message.contains("missing field `enabled_events`"), "{error}");
+        assert!(
+            error.message.contains("missing field `enabled_events`"),
+            "{error}"
+        );
 
         let typo = "[\n {\"destination_name\": \"a\", \"destination_arn\": \"x\", \"enabled_event\": []}\n]";
         let error = RoutingRules::parse(typo, "r.json").unwrap_err();
-        assert!(error.message.contains("unknown field `enabled_event`"), "{error}");
+        assert!(
+            error.message.contains("unknown field `enabled_event`"),
+            "{error}"
+        );
         assert_eq!(error.line, 2);
 
-        let wrong_type = "[{\"destination_name\": \"a\", \"destination_arn\": \"x\", \"enabled_events\": [1]}]";
+        let wrong_type =
+            "[{\"destination_name\": \"a\", \"destination_arn\": \"x\", \"enabled_events\": [1]}]";
         let error = RoutingRules::parse(wrong_type, "r.json").unwrap_err();
-        assert!(error.message.contains("invalid type: integer `1`"), "{error}");
+        assert!(
+            error.message.contains("invalid type: integer `1`"),
+            "{error}"
+        );
 
         let empty = "[\n {\"destination_name\": \"\", \"destination_arn\": \"x\", \"enabled_events\": []}\n]";
         let error = RoutingRules::parse(empty, "r.json").unwrap_err();
-        assert_eq!(error.to_string(), "r.json:2:23: destination_name must not be empty");
+        assert_eq!(
+            error.to_string(),
+            "r.json:2:23: destination_name must not be empty"
+        );
     }
 
     #[test]
     fn unknown_destinations_are_reported_where_they_are_named() {
         let rules = RoutingRules::parse(SEED, "rules-seed.json").unwrap();
-        let error = rules.check_destinations(["mixpanel", "datawarehouse"]).unwrap_err();
+        let error = rules
+            .check_destinations(["mixpanel", "datawarehouse"])
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "rules-seed.json:13:24: unknown destination \"hubspotcrm\"; the configuration has: datawarehouse, mixpanel"
         );
-        rules.check_destinations(["mixpanel", "datawarehouse", "hubspotcrm"]).unwrap();
+        rules
+            .check_destinations(["mixpanel", "datawarehouse", "hubspotcrm"])
+            .unwrap();
     }
 
     #[test]

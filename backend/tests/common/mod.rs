@@ -48,7 +48,8 @@ path = "data/hubspotcrm.jsonl"
 
 /// `samples/rules.json`.
 pub fn sample_rules() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/rules.json")).unwrap()
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/rules.json"))
+        .unwrap()
 }
 
 /// A `tributary serve` process in its own folder.
@@ -69,8 +70,16 @@ impl Server {
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("tributary.toml"), config).unwrap();
         std::fs::write(folder.path().join("rules.json"), rules).unwrap();
-        let envs = envs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
-        let mut server = Self { folder, address: String::new(), child: None, envs };
+        let envs = envs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let mut server = Self {
+            folder,
+            address: String::new(),
+            child: None,
+            envs,
+        };
         server.launch(None);
         server
     }
@@ -82,7 +91,9 @@ impl Server {
             .current_dir(self.folder.path())
             .env("RUST_LOG", "warn,tributary_backend=info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(self.folder.path().join("serve.log")).unwrap()));
+            .stderr(Stdio::from(
+                std::fs::File::create(self.folder.path().join("serve.log")).unwrap(),
+            ));
         if let Some(listen) = listen {
             command.args(["--listen", listen]);
         }
@@ -130,13 +141,19 @@ impl Server {
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "serve did not stop on SIGTERM");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -166,19 +183,34 @@ impl Server {
         }
         let connection = rusqlite::Connection::open(path).unwrap();
         connection.busy_timeout(Duration::from_secs(5)).unwrap();
-        let mut statement = connection.prepare("SELECT id FROM events ORDER BY rowid").unwrap();
-        statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+        let mut statement = connection
+            .prepare("SELECT id FROM events ORDER BY rowid")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     /// Envelopes in a JSON Lines file.
     pub fn jsonl(&self, relative: &str) -> Vec<Value> {
-        let Ok(text) = std::fs::read_to_string(self.path(relative)) else { return Vec::new() };
-        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+        let Ok(text) = std::fs::read_to_string(self.path(relative)) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 
     /// `/metrics` as a map of series to values.
     pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
-        let text = reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .filter(|line| !line.starts_with('#') && !line.is_empty())
             .filter_map(|line| line.rsplit_once(' '))
@@ -200,7 +232,10 @@ impl Drop for Server {
 pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -223,5 +258,9 @@ pub async fn post(url: &str, body: String) -> reqwest::Response {
 }
 
 pub fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }

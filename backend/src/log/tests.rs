@@ -1,0 +1,161 @@
+//! The log on its own: group commit, dedup window, offsets, retention, checksums.
+
+use std::time::Duration;
+
+use super::maintenance::sweep;
+use super::{EventLog, IncomingEvent, LogError, LogOptions};
+
+fn options(dedup_window: Duration) -> LogOptions {
+    LogOptions {
+        dedup_window,
+        retention: Duration::from_secs(60),
+        max_bytes: 0,
+    }
+}
+
+fn event(id: &str) -> IncomingEvent {
+    IncomingEvent {
+        id: id.into(),
+        name: "login".into(),
+        partition_key: id.into(),
+        received_at: crate::clock::now(),
+        json: format!(r#"{{"id":"{id}","name":"login","data":{{}}}}"#),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_transactions_and_get_distinct_offsets() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    let mut appends = tokio::task::JoinSet::new();
+    for request in 0..50 {
+        let log = log.clone();
+        appends.spawn(async move {
+            let events = (0..20)
+                .map(|n| event(&format!("c-{request}-{n}")))
+                .collect();
+            log.append(events).await.unwrap()
+        });
+    }
+    let mut appended = 0;
+    while let Some(outcome) = appends.join_next().await {
+        appended += outcome.unwrap().appended;
+    }
+    assert_eq!(appended, 1_000);
+    let mut reader = log.reader().unwrap();
+    let batch = reader.read_after(0, 5_000).unwrap();
+    let offsets: Vec<u64> = batch.records.iter().map(|record| record.offset).collect();
+    assert_eq!(offsets, (1..=1_000).collect::<Vec<_>>());
+    assert_eq!(*log.appended().borrow(), 1_000);
+    log.close().await;
+    assert!(matches!(
+        log.append(vec![event("late")]).await,
+        Err(LogError::Closed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_within_the_dedup_window_are_stored_once() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    let first = log
+        .append(vec![event("a"), event("b"), event("a")])
+        .await
+        .unwrap();
+    assert_eq!((first.appended, first.duplicates), (2, 1));
+    let second = log.append(vec![event("b"), event("c")]).await.unwrap();
+    assert_eq!((second.appended, second.duplicates), (1, 1));
+    assert_eq!(log.reader().unwrap().record_count().unwrap(), 3);
+    log.close().await;
+
+    // A window of zero forgets at once: the same id is a new event again.
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::ZERO)).unwrap();
+    log.append(vec![event("a")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = log.append(vec![event("a")]).await.unwrap();
+    assert_eq!(again.appended, 1);
+    log.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_only_what_every_destination_committed_and_offsets_never_repeat() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    log.append((0..10).map(|n| event(&format!("r-{n}"))).collect())
+        .await
+        .unwrap();
+    let reader = log.reader().unwrap();
+    reader.commit_offset("fast", 10).unwrap();
+    reader.commit_offset("slow", 4).unwrap();
+    reader.commit_offset("slow", 2).unwrap();
+    assert_eq!(
+        reader.committed_offset("slow").unwrap(),
+        4,
+        "offsets never move back"
+    );
+    let destinations = ["fast".to_owned(), "slow".to_owned()];
+    let later = crate::clock::now().saturating_add(Duration::from_secs(120));
+
+    let kept = sweep(
+        &reader,
+        &destinations,
+        crate::clock::now(),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(kept.records, 0, "younger than retention");
+    let swept = sweep(
+        &reader,
+        &destinations,
+        later,
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(swept.records, 4, "up to the slowest destination's offset");
+    assert_eq!(swept.ids, 10, "ids past the dedup window are forgotten");
+    reader.commit_offset("slow", 10).unwrap();
+    sweep(
+        &reader,
+        &destinations,
+        later,
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(reader.record_count().unwrap(), 0);
+    log.close().await;
+
+    // Reopened with an empty log: offsets continue after the committed ones.
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    log.append(vec![event("after")]).await.unwrap();
+    let mut reader = log.reader().unwrap();
+    assert_eq!(reader.read_after(0, 10).unwrap().records[0].offset, 11);
+    log.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_checksum_fails_is_skipped_and_reported() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    log.append((0..3).map(|n| event(&format!("k-{n}"))).collect())
+        .await
+        .unwrap();
+    let connection = rusqlite::Connection::open(log.path()).unwrap();
+    connection
+        .execute("UPDATE log SET payload = '{}' WHERE offset = 2", [])
+        .unwrap();
+    let mut reader = log.reader().unwrap();
+    let batch = reader.read_after(0, 10).unwrap();
+    let ids: Vec<&str> = batch
+        .records
+        .iter()
+        .map(|record| record.id.as_str())
+        .collect();
+    assert_eq!(ids, ["k-0", "k-2"]);
+    assert_eq!(batch.corrupt, [2]);
+    assert_eq!(batch.last_examined, Some(3));
+    log.close().await;
+}
