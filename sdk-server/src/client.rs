@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tributary_core::queue::QueueEvent;
-use tributary_core::{DeliveryQueue, Envelope, Policy};
+use tributary_core::{DeliveryQueue, Policy};
 
 use crate::driver::{Command, Driver};
 use crate::http::HttpTransport;
@@ -212,7 +212,7 @@ impl Client {
     /// [`crate::DropReason::Invalid`] and reported); [`Error::Closed`] after `shutdown`.
     pub fn track(&self, event: Event) -> Result<(), Error> {
         event.check()?;
-        self.send(event.envelope)
+        self.send(event)
     }
 
     /// Queues an event like [`Client::track`], but first waits while the queue is full and the
@@ -231,7 +231,7 @@ impl Client {
             }
             room.await;
         }
-        self.send(event.envelope)
+        self.send(event)
     }
 
     /// Sends an `$identify` event: `user_id` has these traits (a JSON object).
@@ -292,14 +292,12 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn send(&self, mut envelope: Envelope) -> Result<(), Error> {
-        if envelope.timestamp.is_none() {
-            envelope.timestamp = Some(OffsetDateTime::now_utc());
-        }
+    fn send(&self, mut event: Event) -> Result<(), Error> {
+        event.stamp(OffsetDateTime::now_utc());
         self.inner.shared.queued.fetch_add(1, Ordering::Relaxed);
         self.inner
             .commands
-            .send(Command::Track(envelope))
+            .send(Command::Track(event))
             .map_err(|_| {
                 self.inner.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 Error::Closed

@@ -17,13 +17,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tributary_core::queue::{QueueEvent, UploadId};
-use tributary_core::{DeliveryQueue, Envelope, Timestamp, UploadOutcome, Work};
+use tributary_core::{DeliveryQueue, Timestamp, UploadOutcome, Work};
 
-use crate::Error;
 use crate::client::{EventCallback, Shared};
 use crate::http::HttpTransport;
 use crate::report::{ShutdownReport, Stats};
 use crate::store::QueueStore;
+use crate::{Error, Event};
 
 /// How many commands the task takes from its channel at a time.
 const COMMAND_BATCH: usize = 1024;
@@ -34,7 +34,7 @@ const IMPLICIT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(10
 // Almost every command is a `Track`; boxing it would add an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
-    Track(Envelope),
+    Track(Event),
     Flush(oneshot::Sender<Result<(), Error>>),
     Shutdown {
         deadline: Instant,
@@ -141,7 +141,8 @@ impl Driver {
 
     fn handle(&mut self, command: Command, now: Timestamp) {
         match command {
-            Command::Track(mut envelope) => {
+            Command::Track(event) => {
+                let mut envelope = event.into_envelope();
                 envelope.source.get_or_insert_with(|| "server".to_owned());
                 if !envelope.context.contains_key("library") {
                     envelope

@@ -1,121 +1,199 @@
 //! Events as a server builds them: each names its own user, since a server tracks many.
+//!
+//! An [`Event`] is cheap to build on the application's thread: a `&'static str` name and
+//! property keys are not copied, and properties set one by one are kept in a small list. The
+//! background task turns it into an [`Envelope`] (so the memory for the envelope's maps is
+//! allocated and freed on one thread, which matters to glibc's allocator).
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use time::OffsetDateTime;
 use tributary_core::Envelope;
-use tributary_core::envelope::{Problem, ValidationError};
+use tributary_core::envelope::reserved::{ALIAS, GROUP, IDENTIFY};
+use tributary_core::envelope::validation::{self, check_name};
+use tributary_core::envelope::{
+    MAX_ANONYMOUS_ID_CHARS, MAX_ID_CHARS, MAX_USER_ID_CHARS, Problem, ValidationError,
+};
 
 /// One event to send; build it with [`Event::new`] or a reserved-event constructor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub(crate) envelope: Envelope,
-    /// `data` that was not a JSON object, reported by `track`.
-    pub(crate) data_not_an_object: bool,
+    name: Cow<'static, str>,
+    data: Map<String, Value>,
+    /// Set with [`Event::property`]; merged into `data` (later values win) in the background.
+    /// The first two live inline: most server events set a couple of properties, and an
+    /// allocation here would be freed on another thread.
+    properties: SmallVec<[(Cow<'static, str>, Value); 2]>,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    id: Option<String>,
+    timestamp: Option<OffsetDateTime>,
+    context: Map<String, Value>,
+    /// The field whose value was not a JSON object, reported by `track`.
+    not_an_object: Option<&'static str>,
 }
 
 impl Event {
     /// An event called `name` with empty data.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self::from_envelope(Envelope::new(name, Map::new()))
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            name: name.into(),
+            data: Map::new(),
+            properties: SmallVec::new(),
+            user_id: None,
+            anonymous_id: None,
+            id: None,
+            timestamp: None,
+            context: Map::new(),
+            not_an_object: None,
+        }
     }
 
-    /// An `$identify` event: `user_id` has these traits.
+    /// An `$identify` event: `user_id` has these traits (also sent as `context.traits`).
     pub fn identify(user_id: impl Into<String>, traits: Value) -> Self {
-        let (traits, not_object) = into_object(traits);
-        let mut event = Self::from_envelope(Envelope::identify(user_id, traits.clone()));
-        event
-            .envelope
-            .context
-            .insert("traits".into(), Value::Object(traits));
-        event.data_not_an_object = not_object;
+        let mut event = Self::new(IDENTIFY).user_id(user_id);
+        match traits {
+            Value::Object(traits) => {
+                event
+                    .context
+                    .insert("traits".into(), Value::Object(traits.clone()));
+                event.data = traits;
+            }
+            Value::Null => {}
+            _ => event.not_an_object = Some("traits"),
+        }
         event
     }
 
     /// A `$group` event: `user_id` belongs to `group_id`, described by `traits`.
     pub fn group(user_id: impl Into<String>, group_id: impl Into<String>, traits: Value) -> Self {
-        let (traits, not_object) = into_object(traits);
-        let mut event = Self::from_envelope(Envelope::group(group_id, traits));
-        event.envelope.user_id = Some(user_id.into());
-        event.data_not_an_object = not_object;
+        let mut event = Self::new(GROUP).user_id(user_id);
+        let traits = match traits {
+            Value::Object(traits) => traits,
+            Value::Null => Map::new(),
+            _ => {
+                event.not_an_object = Some("traits");
+                Map::new()
+            }
+        };
+        event
+            .data
+            .insert("group_id".into(), Value::String(group_id.into()));
+        event.data.insert("traits".into(), Value::Object(traits));
         event
     }
 
     /// An `$alias` event: `previous_id` is now known as `user_id`.
     pub fn alias(user_id: impl Into<String>, previous_id: impl Into<String>) -> Self {
-        Self::from_envelope(Envelope::alias(user_id, previous_id))
+        let mut event = Self::new(ALIAS).user_id(user_id);
+        event
+            .data
+            .insert("previous_id".into(), Value::String(previous_id.into()));
+        event
     }
 
-    /// Wraps a complete envelope (its `id` and `timestamp` are kept when set).
+    /// Wraps a complete envelope (its `id`, `timestamp` and every other field are kept).
     pub fn from_envelope(envelope: Envelope) -> Self {
         Self {
-            envelope,
-            data_not_an_object: false,
+            name: Cow::Owned(envelope.name),
+            data: envelope.data,
+            properties: SmallVec::new(),
+            user_id: envelope.user_id,
+            anonymous_id: envelope.anonymous_id,
+            id: envelope.id,
+            timestamp: envelope.timestamp,
+            context: envelope.context,
+            not_an_object: None,
         }
     }
 
-    /// The event's properties; must be a JSON object.
+    /// The event's properties; must be a JSON object (replaces earlier ones).
     pub fn data(mut self, data: Value) -> Self {
-        let (data, not_object) = into_object(data);
-        self.envelope.data = data;
-        self.data_not_an_object = not_object;
+        self.properties.clear();
+        match data {
+            Value::Object(map) => self.data = map,
+            Value::Null => self.data = Map::new(),
+            _ => self.not_an_object = Some("data"),
+        }
         self
     }
 
     /// Sets one property.
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.envelope.data.insert(key.into(), value.into());
+    pub fn property(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
+        self.properties.push((key.into(), value.into()));
         self
     }
 
     /// The user this event is about.
     pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
-        self.envelope.user_id = Some(user_id.into());
+        self.user_id = Some(user_id.into());
         self
     }
 
     /// The device or session this event is about, when the user is not known.
     pub fn anonymous_id(mut self, anonymous_id: impl Into<String>) -> Self {
-        self.envelope.anonymous_id = Some(anonymous_id.into());
+        self.anonymous_id = Some(anonymous_id.into());
         self
     }
 
     /// When it happened (default: when `track` is called).
     pub fn timestamp(mut self, timestamp: OffsetDateTime) -> Self {
-        self.envelope.timestamp = Some(timestamp);
+        self.timestamp = Some(timestamp);
         self
     }
 
     /// The event's id (default: a new UUIDv7); set it to make retries of your own idempotent.
     pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.envelope.id = Some(id.into());
+        self.id = Some(id.into());
         self
     }
 
     /// Sets one `context` entry (`ip`, `page`, `campaign`, …).
     pub fn context(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.envelope.context.insert(key.into(), value.into());
+        self.context.insert(key.into(), value.into());
         self
     }
 
-    /// Checks what can be checked without serializing (the size is checked by the queue).
+    /// Sets the time of the event when it has none.
+    pub(crate) fn stamp(&mut self, now: OffsetDateTime) {
+        self.timestamp.get_or_insert(now);
+    }
+
+    /// Checks what can be checked without building or serializing the envelope; the rest
+    /// (reserved events' fields, the 32 KiB size) is checked by the queue.
     pub(crate) fn check(&self) -> Result<(), ValidationError> {
-        if self.data_not_an_object {
-            let field = if self.envelope.name == tributary_core::envelope::reserved::IDENTIFY {
-                "traits"
-            } else {
-                "data"
-            };
+        if let Some(field) = self.not_an_object {
             return Err(ValidationError::new(field, Problem::NotAnObject));
         }
-        self.envelope.validate()
+        check_name(&self.name)?;
+        let fields = [
+            ("id", &self.id, MAX_ID_CHARS),
+            ("user_id", &self.user_id, MAX_USER_ID_CHARS),
+            ("anonymous_id", &self.anonymous_id, MAX_ANONYMOUS_ID_CHARS),
+        ];
+        for (field, value, max) in fields {
+            if let Some(value) = value {
+                validation::check_text(field, value, max)?;
+            }
+        }
+        Ok(())
     }
-}
 
-fn into_object(value: Value) -> (Map<String, Value>, bool) {
-    match value {
-        Value::Object(map) => (map, false),
-        Value::Null => (Map::new(), false),
-        _ => (Map::new(), true),
+    /// The envelope (built on the background task).
+    pub(crate) fn into_envelope(self) -> Envelope {
+        let mut data = self.data;
+        for (key, value) in self.properties {
+            data.insert(key.into_owned(), value);
+        }
+        let mut envelope = Envelope::new(self.name.into_owned(), data);
+        envelope.user_id = self.user_id;
+        envelope.anonymous_id = self.anonymous_id;
+        envelope.id = self.id;
+        envelope.timestamp = self.timestamp;
+        envelope.context = self.context;
+        envelope
     }
 }
 
@@ -129,19 +207,58 @@ mod tests {
         let event = Event::new("login")
             .user_id("u1")
             .anonymous_id("a1")
-            .data(json!({"plan": "pro"}))
+            .data(json!({"plan": "pro", "seats": 1}))
             .property("seats", 3)
             .context("ip", "10.0.0.1")
             .id("my-id");
         event.check().unwrap();
-        let envelope = &event.envelope;
+        let envelope = event.into_envelope();
+        envelope.validate().unwrap();
+        assert_eq!(envelope.name, "login");
         assert_eq!(
             envelope.data,
-            *json!({"plan": "pro", "seats": 3}).as_object().unwrap()
+            *json!({"plan": "pro", "seats": 3}).as_object().unwrap(),
+            "later values win"
         );
         assert_eq!(envelope.context["ip"], "10.0.0.1");
         assert_eq!(envelope.id.as_deref(), Some("my-id"));
         assert_eq!(envelope.partition_key(), "a1");
+    }
+
+    #[test]
+    fn reserved_events_match_the_core() {
+        let identify = Event::identify("u", json!({"a": 1})).into_envelope();
+        let mut expected = Envelope::identify("u", json!({"a": 1}).as_object().cloned().unwrap());
+        expected.context.insert("traits".into(), json!({"a": 1}));
+        assert_eq!(identify, expected);
+        let group = Event::group("u", "acme", json!({"tier": 2})).into_envelope();
+        let mut expected =
+            Envelope::group("acme", json!({"tier": 2}).as_object().cloned().unwrap());
+        expected.user_id = Some("u".into());
+        assert_eq!(group, expected);
+        assert_eq!(
+            Event::alias("u", "anon").into_envelope(),
+            Envelope::alias("u", "anon")
+        );
+        for event in [
+            Event::identify("u", json!({})),
+            Event::group("u", "g", json!(null)),
+            Event::alias("u", "a"),
+        ] {
+            event.check().unwrap();
+            event.into_envelope().validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn an_envelope_round_trips() {
+        let mut envelope = Envelope::new("x", json!({"k": "v"}).as_object().cloned().unwrap());
+        envelope.user_id = Some("u".into());
+        envelope.context.insert("ip".into(), json!("1.2.3.4"));
+        assert_eq!(
+            Event::from_envelope(envelope.clone()).into_envelope(),
+            envelope
+        );
     }
 
     #[test]
@@ -152,8 +269,12 @@ mod tests {
         assert_eq!(error.to_string(), "traits: must be a JSON object");
         let error = Event::new("").check().unwrap_err();
         assert_eq!(error.to_string(), "name: must not be empty");
-        Event::identify("u", json!({"a": 1})).check().unwrap();
-        Event::group("u", "acme", json!({})).check().unwrap();
-        Event::alias("u", "anon").check().unwrap();
+        let error = Event::new("x")
+            .user_id("u".repeat(257))
+            .check()
+            .unwrap_err();
+        assert_eq!(error.field, "user_id");
+        let owned_name = String::from("built at run time");
+        Event::new(owned_name).check().unwrap();
     }
 }

@@ -156,8 +156,12 @@ pub fn check_object(field: &str, value: &Value) -> Result<(), ValidationError> {
     }
 }
 
-/// A non-empty string of at most `max_chars` characters, none of them control characters.
-fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), ValidationError> {
+/// Checks a non-empty string of at most `max_chars` characters, none of them control
+/// characters (the rule of every id and name field).
+///
+/// # Errors
+/// [`Problem::Empty`], [`Problem::ControlCharacter`] or [`Problem::TooLong`] on `field`.
+pub fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), ValidationError> {
     if text.is_empty() {
         return Err(ValidationError::new(field, Problem::Empty));
     }
