@@ -42,6 +42,7 @@ impl QueueStore {
         outcome.unwrap_or(Ok(()))
     }
 
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_variables))]
     fn with_store<T>(&self, action: impl FnOnce(&mut dyn Store) -> T) -> Option<T> {
         match self {
             Self::Memory => None,

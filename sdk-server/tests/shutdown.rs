@@ -1,6 +1,8 @@
 //! `shutdown()` returns within its bound and loses nothing: every event is delivered or
 //! persisted for the next start.
 
+#![cfg(feature = "sqlite")]
+
 mod common;
 
 use std::collections::HashSet;
