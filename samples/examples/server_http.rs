@@ -16,27 +16,49 @@ use tributary_server::{Client, Event, QueueEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let endpoint = std::env::var("TRIBUTARY_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let endpoint =
+        std::env::var("TRIBUTARY_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let write_key = std::env::var("TRIBUTARY_WRITE_KEY").unwrap_or_else(|_| "dev-write-key".into());
 
     let client = Client::builder(write_key)
         .endpoint(&endpoint)
         .on_event(|event| match event {
             QueueEvent::Delivered { count, .. } => println!("delivered {count} events"),
-            QueueEvent::RetryScheduled { cause, delay, .. } => println!("retrying in {delay:?}: {cause}"),
+            QueueEvent::RetryScheduled { cause, delay, .. } => {
+                println!("retrying in {delay:?}: {cause}")
+            }
             other => println!("{other:?}"),
         })
         .build()?;
 
     // A user signs up and logs in; the server tracks it on their behalf.
-    client.identify("user-42", json!({"email": "ada@example.com", "plan": "pro"}))?;
-    client.track(Event::new("registration").user_id("user-42").data(json!({"referrer": "newsletter"})))?;
-    client.track(Event::new("login").user_id("user-42").property("method", "password"))?;
+    client.identify(
+        "user-42",
+        json!({"email": "ada@example.com", "plan": "pro"}),
+    )?;
+    client.track(
+        Event::new("registration")
+            .user_id("user-42")
+            .data(json!({"referrer": "newsletter"})),
+    )?;
+    client.track(
+        Event::new("login")
+            .user_id("user-42")
+            .property("method", "password"),
+    )?;
     for page in ["/", "/pricing", "/docs"] {
-        client.track(Event::new("page_view").user_id("user-42").property("path", page))?;
+        client.track(
+            Event::new("page_view")
+                .user_id("user-42")
+                .property("path", page),
+        )?;
     }
     // An event with a name no rule of samples/rules.json routes, except the archive's "*".
-    client.track(Event::new("report_exported").user_id("user-42").property("rows", 1200))?;
+    client.track(
+        Event::new("report_exported")
+            .user_id("user-42")
+            .property("rows", 1200),
+    )?;
 
     // Deliver now and report; a short-lived process must not exit before this.
     let report = client.shutdown(Duration::from_secs(10)).await;
@@ -47,7 +69,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.lost + report.persisted
     );
     if !report.drained {
-        return Err(format!("not everything was delivered: is `tributary serve` running at {endpoint}?").into());
+        return Err(format!(
+            "not everything was delivered: is `tributary serve` running at {endpoint}?"
+        )
+        .into());
     }
     Ok(())
 }
