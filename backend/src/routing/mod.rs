@@ -5,7 +5,7 @@
 //! only leniency is trailing commas (the article's file has them).
 //!
 //! - [`rules`]: parsing, with errors as `FILE:LINE:COLUMN: message`, and matching.
-//! - [`positions`]: where each rule and key sits in the text, for those errors.
+//! - `positions`: where each rule and key sits in the text, for those errors.
 //!
 //! # Invariants
 //! - A loaded [`RoutingRules`] has no rule without a destination name; every event name maps to a
