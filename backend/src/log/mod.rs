@@ -2,7 +2,8 @@
 //!
 //! One SQLite database in WAL mode (`log.db` in the data dir) holds the accepted events in
 //! arrival order (`offset`), the ids seen within the dedup window, and each destination's
-//! committed offset. One writer thread appends; any number of readers follow.
+//! committed offset. One writer thread appends, and writes the offsets destinations commit; any
+//! number of readers follow.
 //!
 //! - [`schema`]: the tables, pragmas and record checksum.
 //! - [`writer`]: appends with group commit: concurrent requests share one transaction and one
@@ -139,7 +140,8 @@ impl EventLog {
         let connection = schema::open(&path, schema::Role::Writer, options.max_bytes)?;
         let last_offset = schema::last_offset(&connection)?;
         let (appended_sender, appended) = watch::channel(last_offset);
-        let writer = LogWriter::start(connection, options.dedup_window, appended_sender)?;
+        let offsets = schema::open(&path, schema::Role::Reader, 0)?;
+        let writer = LogWriter::start(connection, offsets, options.dedup_window, appended_sender)?;
         Ok(Self {
             path,
             writer,
@@ -161,7 +163,7 @@ impl EventLog {
     /// # Errors
     /// When the database cannot be opened.
     pub fn reader(&self) -> Result<LogReader, LogError> {
-        LogReader::open(&self.path)
+        LogReader::open(&self.path, Some(self.writer.clone()))
     }
 
     /// The offset of the newest record (0 when empty); changes are signalled.

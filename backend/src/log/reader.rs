@@ -7,11 +7,19 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tributary_core::Timestamp;
 
 use super::schema::{self, Role, checksum, from_sql, to_sql};
+use super::writer::LogWriter;
 use super::{LogError, LogRecord};
+
+/// The offset upsert: an offset never moves back.
+pub(super) const COMMIT_OFFSET_SQL: &str =
+    "INSERT INTO offsets (destination, offset) VALUES (?1, ?2)
+     ON CONFLICT (destination) DO UPDATE SET offset = MAX(offset, excluded.offset)";
 
 /// A connection for reading records and committing offsets (blocking; use from a blocking task).
 pub struct LogReader {
     connection: Connection,
+    /// The running log's writer, which performs offset commits (see [`LogReader::commit_offset`]).
+    writer: Option<LogWriter>,
 }
 
 /// A batch of records read, and the offsets skipped because their checksum failed.
@@ -26,9 +34,10 @@ pub struct ReadBatch {
 }
 
 impl LogReader {
-    pub(crate) fn open(path: &Path) -> Result<Self, LogError> {
+    pub(crate) fn open(path: &Path, writer: Option<LogWriter>) -> Result<Self, LogError> {
         Ok(Self {
             connection: schema::open(path, Role::Reader, 0)?,
+            writer,
         })
     }
 
@@ -103,15 +112,22 @@ impl LogReader {
 
     /// Records that `destination` is done with every offset up to `offset` (never moves back).
     ///
+    /// While the log's writer runs, the writer thread performs the commit (this call blocks until
+    /// it is committed): a second thread writing to the log would wait for the write lock in
+    /// SQLite's busy handler, which sleeps for up to 100 ms at a time while the writer is busy.
+    /// Once the writer has stopped, this connection writes it.
+    ///
     /// # Errors
     /// When SQLite fails.
     pub fn commit_offset(&self, destination: &str, offset: u64) -> Result<(), LogError> {
+        if let Some(writer) = &self.writer {
+            match writer.commit_offset_blocking(destination, offset) {
+                Err(LogError::Closed) => {}
+                result => return result,
+            }
+        }
         self.connection
-            .execute(
-                "INSERT INTO offsets (destination, offset) VALUES (?1, ?2)
-                 ON CONFLICT (destination) DO UPDATE SET offset = MAX(offset, excluded.offset)",
-                params![destination, to_sql(offset)],
-            )
+            .execute(COMMIT_OFFSET_SQL, params![destination, to_sql(offset)])
             .map(drop)
             .map_err(|error| LogError::from_sqlite(&error))
     }

@@ -23,8 +23,9 @@ const PAGE_SIZE: i64 = 4096;
 pub enum Role {
     /// Appends: every commit is fsynced (`synchronous = FULL`), so `200` means durable.
     Writer,
-    /// Reads and offset commits: `synchronous = NORMAL` (an offset lost to power failure only
-    /// means a redelivery).
+    /// Reads, retention sweeps, and offset commits (made by the writer thread through a
+    /// connection of this role while it runs, by the reader's own after): `synchronous = NORMAL`
+    /// (an offset lost to power failure only means a redelivery).
     Reader,
 }
 

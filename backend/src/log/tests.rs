@@ -159,3 +159,70 @@ async fn a_record_whose_checksum_fails_is_skipped_and_reported() {
     assert_eq!(batch.last_examined, Some(3));
     log.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_committed_by_the_writer_while_it_runs_and_by_the_reader_after() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    // Appends and offset commits at the same time: every commit lands, none moves back.
+    let mut appends = tokio::task::JoinSet::new();
+    for request in 0..20 {
+        let log = log.clone();
+        appends.spawn(async move {
+            let events = (0..50)
+                .map(|n| event(&format!("o-{request}-{n}")))
+                .collect();
+            log.append(events).await.unwrap()
+        });
+    }
+    let reader = log.reader().unwrap();
+    let committer = tokio::task::spawn_blocking(move || {
+        for offset in (1..=100).rev() {
+            reader.commit_offset("d", offset).unwrap();
+        }
+        reader
+    });
+    while let Some(outcome) = appends.join_next().await {
+        assert_eq!(outcome.unwrap().appended, 50);
+    }
+    let reader = committer.await.unwrap();
+    assert_eq!(reader.committed_offset("d").unwrap(), 100);
+
+    // Once the writer has stopped, the reader's own connection commits.
+    log.close().await;
+    reader.commit_offset("d", 150).unwrap();
+    assert_eq!(reader.committed_offset("d").unwrap(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_still_takes_offset_commits() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(
+        folder.path(),
+        &LogOptions {
+            max_bytes: 64 * 1024,
+            ..options(Duration::from_secs(60))
+        },
+    )
+    .unwrap();
+    let mut full = None;
+    for request in 0..1_000 {
+        let events = (0..20)
+            .map(|n| event(&format!("full-{request}-{n}")))
+            .collect();
+        if let Err(error) = log.append(events).await {
+            full = Some(error);
+            break;
+        }
+    }
+    assert!(matches!(full, Some(LogError::Full(_))), "{full:?}");
+    let reader = log.reader().unwrap();
+    let committed = tokio::task::spawn_blocking(move || {
+        reader.commit_offset("d", 7)?;
+        reader.committed_offset("d")
+    })
+    .await
+    .unwrap();
+    assert_eq!(committed.unwrap(), 7);
+    log.close().await;
+}
