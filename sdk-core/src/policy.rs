@@ -128,10 +128,7 @@ impl Policy {
     /// The ceiling of the backoff after `consecutive_failures` (≥ 1) failures in a row:
     /// `min(cap, base × 2^(failures − 1))`.
     pub fn backoff_ceiling(&self, consecutive_failures: u32) -> Duration {
-        let doublings = consecutive_failures.saturating_sub(1).min(31);
-        self.backoff_base
-            .saturating_mul(1 << doublings)
-            .min(self.backoff_cap)
+        exponential_ceiling(self.backoff_base, self.backoff_cap, consecutive_failures)
     }
 
     /// How long to wait before retrying: `Retry-After` when the server gave one (capped at
@@ -145,15 +142,39 @@ impl Policy {
         if let Some(retry_after) = retry_after {
             return retry_after.min(self.backoff_cap);
         }
-        let ceiling = u64::try_from(self.backoff_ceiling(consecutive_failures).as_millis())
-            .unwrap_or(u64::MAX);
-        Duration::from_millis(rng.u64(0..=ceiling))
+        full_jitter(self.backoff_ceiling(consecutive_failures), rng)
     }
 
     /// Whether an event enqueued at `enqueued_at` is past the give-up age at `now`.
     pub fn is_past_give_up_age(&self, enqueued_at: Timestamp, now: Timestamp) -> bool {
         now.saturating_duration_since(enqueued_at) > self.give_up_age
     }
+}
+
+/// `min(cap, base × 2^(failures − 1))`: the backoff ceiling after `failures` (≥ 1) failures in a
+/// row. The SDKs and the backend's connectors share it, so both back off alike.
+pub fn exponential_ceiling(base: Duration, cap: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    base.saturating_mul(1 << doublings).min(cap)
+}
+
+/// Full jitter: a delay uniform in `[0, ceiling]`, to the millisecond.
+pub fn full_jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
+    let ceiling = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rng.u64(0..=ceiling))
+}
+
+/// A `Retry-After` header value — seconds, or an HTTP date — as a wait from `now`; `None` when
+/// it is neither. A date in the past is a wait of zero.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let at = Timestamp::from_unix_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
+    Some(at.saturating_duration_since(now))
 }
 
 impl Default for Policy {
@@ -208,6 +229,24 @@ mod tests {
         assert_eq!(policy.classify(401), ResponseClass::Paused);
         assert_eq!(policy.classify(403), ResponseClass::Paused);
         assert_eq!(policy.classify(413), ResponseClass::TooLarge);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = Timestamp::from_unix_millis(1_795_000_000_000);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 18 Nov 2026 11:07:10 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 18 Nov 2026 11:06:10 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! HTTP mode's transport: `POST {endpoint}/v1/batch` with the write key as a Bearer token.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use tributary_core::UploadOutcome;
+use tributary_core::policy::parse_retry_after;
 
 use crate::Error;
+use crate::driver::now;
 
 /// The most bytes of a response body read (enough for any `rejected` list of a 500-event batch).
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -81,7 +83,7 @@ impl HttpTransport {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_retry_after(value, SystemTime::now()));
+            .and_then(|value| parse_retry_after(value, now()));
         match read_limited(response).await {
             Ok(body) => UploadOutcome::Response {
                 status,
@@ -118,16 +120,6 @@ fn gzip(body: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-/// `Retry-After` is either seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// The error and its causes on one line (reqwest's top-level text alone is "error sending
 /// request"). Write keys travel in a header and never appear here.
 fn describe(error: &reqwest::Error) -> String {
@@ -144,20 +136,6 @@ fn describe(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 
     #[test]
     fn rejects_endpoints_that_are_not_urls() {

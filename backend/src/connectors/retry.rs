@@ -12,6 +12,8 @@
 use std::time::Duration;
 
 use super::{Failure, FailureClass};
+use tributary_core::policy;
+
 use crate::config::RetrySettings;
 
 /// What a response status means; `None` for 2xx (delivered).
@@ -57,13 +59,13 @@ impl RetryPolicy {
         self.settings.max_attempts
     }
 
-    /// The ceiling of the delay after `failed_attempts` (≥ 1) failures.
+    /// The ceiling of the delay after `failed_attempts` (≥ 1) failures (the SDKs' formula).
     pub fn ceiling(&self, failed_attempts: u32) -> Duration {
-        let doublings = failed_attempts.saturating_sub(1).min(31);
-        self.settings
-            .base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.settings.max_delay)
+        policy::exponential_ceiling(
+            self.settings.base_delay,
+            self.settings.max_delay,
+            failed_attempts,
+        )
     }
 
     /// The wait before the next attempt after `failed_attempts` failures: the destination's
@@ -74,25 +76,16 @@ impl RetryPolicy {
         retry_after: Option<Duration>,
         rng: &mut fastrand::Rng,
     ) -> Duration {
-        if let Some(retry_after) = retry_after {
-            return retry_after.min(self.settings.max_delay);
+        match retry_after {
+            Some(retry_after) => retry_after.min(self.settings.max_delay),
+            None => policy::full_jitter(self.ceiling(failed_attempts), rng),
         }
-        let ceiling = u64::try_from(self.ceiling(failed_attempts).as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rng.u64(0..=ceiling))
     }
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
+/// `Retry-After` in seconds or as an HTTP date, as a wait from now.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    policy::parse_retry_after(value, crate::clock::now())
 }
 
 #[cfg(test)]

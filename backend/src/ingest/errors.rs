@@ -39,10 +39,7 @@ impl ApiError {
     /// `400`: the body is not JSON, or not of the expected shape.
     pub fn from_json(error: &serde_json::Error) -> Self {
         let text = error.to_string();
-        let message = match text.rfind(" at line ") {
-            Some(index) => text[..index].to_owned(),
-            None => text,
-        };
+        let message = tributary_core::envelope::validation::without_json_position(&text);
         let (code, message) = if error.is_data() {
             (
                 "invalid_body",

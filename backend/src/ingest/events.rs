@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tributary_core::envelope::validation::without_json_position;
 use tributary_core::envelope::{EventId, MAX_EVENT_BYTES};
 use tributary_core::{Envelope, Timestamp};
 
@@ -79,7 +80,7 @@ pub fn parse_single(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
     let mut object: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|error| {
         ApiError::invalid_body(format!(
             "the body must be one event object: {}",
-            strip_position(&error)
+            without_json_position(&error.to_string())
         ))
     })?;
     let write_key = match object.remove("write_key") {
@@ -171,14 +172,6 @@ pub fn normalize(
         }
         (Some(_), None) => {}
         (None, _) => envelope.timestamp = Some(received),
-    }
-}
-
-fn strip_position(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match message.rfind(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message,
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use tributary_core::envelope::validation::without_json_position;
 
 use super::positions::{ElementPositions, Position, top_level_elements};
 
@@ -68,7 +69,7 @@ impl RoutingRules {
             file: file.to_owned(),
             line: error.line().max(1),
             column: error.column().max(1),
-            message: strip_position(&error.to_string()),
+            message: without_json_position(&error.to_string()).to_owned(),
         })?;
         let positions = top_level_elements(&lenient);
         let at = |index: usize, key: &str, message: String| {
@@ -270,13 +271,6 @@ fn blank_trailing_commas(text: &str) -> String {
         }
     }
     output
-}
-
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
-    }
 }
 
 #[cfg(test)]

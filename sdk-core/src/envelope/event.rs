@@ -161,15 +161,10 @@ fn from_serde_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) 
     {
         return ValidationError::new(missing, Problem::Missing);
     }
-    ValidationError::new(field, Problem::Malformed(strip_position(&message)))
-}
-
-/// serde_json appends " at line L column C"; for a single event that position is noise.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
-    }
+    ValidationError::new(
+        field,
+        Problem::Malformed(validation::without_json_position(&message).to_owned()),
+    )
 }
 
 #[cfg(test)]

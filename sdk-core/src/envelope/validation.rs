@@ -127,6 +127,14 @@ pub fn check_name(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// A serde_json error message without its trailing " at line L column C" (for one event, or
+/// where the position is reported separately, it is noise).
+pub fn without_json_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |index| &message[..index])
+}
+
 /// Checks that an event's JSON (`bytes` long) is within [`MAX_EVENT_BYTES`].
 ///
 /// # Errors
