@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, params};
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::{Connector, Delivery, DeliveryFuture, Failure, OutgoingEvent};
 
@@ -106,32 +109,47 @@ fn insert(connection: &mut Connection, events: &[OutgoingEvent]) -> Result<(), F
             )
             .map_err(|error| classify(&error))?;
         for event in events {
-            let envelope: Value = serde_json::from_str(&event.json).map_err(|error| {
-                Failure::permanent(format!("event {} is not JSON: {error}", event.id))
+            let columns: Columns<'_> = serde_json::from_str(&event.json).map_err(|error| {
+                Failure::permanent(format!("event {} is not an envelope: {error}", event.id))
             })?;
-            let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(str::to_owned);
-            let json = |key: &str| {
-                envelope
-                    .get(key)
-                    .map_or_else(|| "{}".to_owned(), Value::to_string)
-            };
+            let json = |raw: Option<&RawValue>| raw.map_or("{}", RawValue::get).to_owned();
             statement
                 .execute(params![
                     event.id,
                     event.name,
-                    text("timestamp"),
-                    text("received_at"),
-                    text("anonymous_id"),
-                    text("user_id"),
-                    text("source"),
-                    json("data"),
-                    json("context"),
+                    columns.timestamp,
+                    columns.received_at,
+                    columns.anonymous_id,
+                    columns.user_id,
+                    columns.source,
+                    json(columns.data),
+                    json(columns.context),
                     &*event.json,
                 ])
                 .map_err(|error| classify(&error))?;
         }
     }
     transaction.commit().map_err(|error| classify(&error))
+}
+
+/// The envelope fields the table has columns for, borrowed from its JSON (the rest is skipped
+/// without being parsed into values).
+#[derive(Deserialize)]
+struct Columns<'a> {
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    received_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    anonymous_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
 }
 
 /// A lost lock or a full disk may pass; a constraint violation will not.

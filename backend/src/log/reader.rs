@@ -46,19 +46,61 @@ impl LogReader {
     /// # Errors
     /// When SQLite fails.
     pub fn read_after(&mut self, after: u64, limit: usize) -> Result<ReadBatch, LogError> {
+        self.read(after, None, None, limit)
+    }
+
+    /// Up to `limit` records with offsets in `(after, upto]` and one of these `names` (every
+    /// name when `None`), in order. SQLite skips the other names, so a destination that gets few
+    /// of the events does not pay for reading them all. `last_examined` is `upto` when fewer
+    /// than `limit` records came back (everything up to it was examined).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn read_routed(
+        &mut self,
+        after: u64,
+        upto: u64,
+        names: Option<&[String]>,
+        limit: usize,
+    ) -> Result<ReadBatch, LogError> {
+        let mut batch = self.read(after, Some(upto), names, limit)?;
+        let returned = batch.records.len() + batch.corrupt.len();
+        if returned < limit {
+            batch.last_examined = Some(upto.max(after));
+        }
+        Ok(batch)
+    }
+
+    fn read(
+        &mut self,
+        after: u64,
+        upto: Option<u64>,
+        names: Option<&[String]>,
+        limit: usize,
+    ) -> Result<ReadBatch, LogError> {
         let sqlite = |error: rusqlite::Error| LogError::from_sqlite(&error);
-        let mut statement = self
-            .connection
-            .prepare_cached(
-                "SELECT offset, id, name, partition_key, received_at, payload, checksum
-                 FROM log WHERE offset > ?1 ORDER BY offset LIMIT ?2",
-            )
-            .map_err(sqlite)?;
+        let name_filter = match names {
+            Some(names) => format!(" AND name IN ({})", vec!["?"; names.len()].join(", ")),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT offset, id, name, partition_key, received_at, payload, checksum
+             FROM log WHERE offset > ? AND offset <= ?{name_filter} ORDER BY offset LIMIT ?"
+        );
+        let mut statement = self.connection.prepare_cached(&sql).map_err(sqlite)?;
+        let mut parameters: Vec<rusqlite::types::Value> = vec![
+            to_sql(after).into(),
+            to_sql(upto.unwrap_or(u64::MAX)).into(),
+        ];
+        parameters.extend(
+            names
+                .unwrap_or_default()
+                .iter()
+                .map(|name| name.clone().into()),
+        );
+        parameters.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
         let mut rows = statement
-            .query(params![
-                to_sql(after),
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ])
+            .query(rusqlite::params_from_iter(parameters))
             .map_err(sqlite)?;
         let mut batch = ReadBatch::default();
         while let Some(row) = rows.next().map_err(sqlite)? {

@@ -226,3 +226,45 @@ async fn a_full_log_still_takes_offset_commits() {
     assert_eq!(committed.unwrap(), 7);
     log.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_reads_return_only_the_names_asked_and_examine_up_to_the_bound() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = EventLog::open(folder.path(), &options(Duration::from_secs(60))).unwrap();
+    let mut events: Vec<IncomingEvent> = (0..10).map(|n| event(&format!("n-{n}"))).collect();
+    for (index, event) in events.iter_mut().enumerate() {
+        event.name = if index % 3 == 0 {
+            "search".into()
+        } else {
+            "other".into()
+        };
+    }
+    log.append(events).await.unwrap();
+    let mut reader = log.reader().unwrap();
+    let names = ["search".to_owned()];
+
+    let batch = reader.read_routed(0, 10, Some(&names), 100).unwrap();
+    let offsets: Vec<u64> = batch.records.iter().map(|record| record.offset).collect();
+    assert_eq!(offsets, [1, 4, 7, 10]);
+    assert_eq!(
+        batch.last_examined,
+        Some(10),
+        "everything up to the bound was examined"
+    );
+
+    let limited = reader.read_routed(0, 10, Some(&names), 2).unwrap();
+    assert_eq!(limited.records.len(), 2);
+    assert_eq!(
+        limited.last_examined,
+        Some(4),
+        "a full page stops at its last record"
+    );
+
+    let bounded = reader.read_routed(4, 6, None, 100).unwrap();
+    let offsets: Vec<u64> = bounded.records.iter().map(|record| record.offset).collect();
+    assert_eq!(offsets, [5, 6], "every name, within the bound");
+    let none = reader.read_routed(0, 10, Some(&[]), 100).unwrap();
+    assert!(none.records.is_empty());
+    assert_eq!(none.last_examined, Some(10));
+    log.close().await;
+}

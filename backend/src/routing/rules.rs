@@ -168,6 +168,25 @@ impl RoutingRules {
             .collect()
     }
 
+    /// The event names `destination` gets, sorted; `None` when it gets every event (`*`).
+    pub fn event_names_for(&self, destination: &str) -> Option<Vec<String>> {
+        let index = self
+            .destinations
+            .iter()
+            .position(|name| name == destination)?;
+        if self.match_all.contains(&index) {
+            return None;
+        }
+        let mut names: Vec<String> = self
+            .by_event
+            .iter()
+            .filter(|(_, targets)| targets.contains(&index))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort_unstable();
+        Some(names)
+    }
+
     /// Whether `destination` gets events called `event_name`.
     pub fn enables(&self, destination: &str, event_name: &str) -> bool {
         let Some(index) = self
@@ -299,6 +318,11 @@ mod tests {
         assert!(rules.enables("mixpanel", "button_click"));
         assert!(!rules.enables("mixpanel", "login"));
         assert!(!rules.enables("nowhere", "login"));
+        assert_eq!(
+            rules.event_names_for("mixpanel").unwrap(),
+            ["button_click", "page_scroll", "page_view", "search"]
+        );
+        assert_eq!(rules.event_names_for("nowhere"), None);
     }
 
     #[test]
@@ -310,6 +334,7 @@ mod tests {
             ["mixpanel", "hubspotcrm", "datawarehouse", "archive"]
         );
         assert!(rules.enables("archive", "anything at all"));
+        assert_eq!(rules.event_names_for("archive"), None, "star: every name");
     }
 
     #[test]
