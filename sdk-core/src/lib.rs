@@ -10,6 +10,8 @@
 //!
 //! - [`envelope`]: the event envelope, its validation and limits, ids, reserved names.
 //! - [`identity`]: the anonymous id, user id and traits a client-side SDK attaches to events.
+//! - [`kpl`]: the KPL aggregation format (aggregate, de-aggregate, partition key hashing), for
+//!   the Kinesis producer and the router.
 //! - [`policy`]: every rule of the SDK defaults table, in one place.
 //! - [`queue`]: the delivery queue state machine.
 //! - [`store`]: the storage format and the memory and SQLite stores.
@@ -25,6 +27,7 @@
 
 pub mod envelope;
 pub mod identity;
+pub mod kpl;
 pub mod policy;
 pub mod queue;
 pub mod store;
