@@ -21,6 +21,13 @@ pub enum Error {
     /// The durable queue could not be opened.
     #[error("cannot open the event store: {0}")]
     Store(#[from] StoreError),
+    /// Kinesis mode: the buffer is full and the producer is set to fail fast (or `try_send`
+    /// was used).
+    #[error("the producer's buffer is full")]
+    BufferFull,
+    /// Kinesis mode: the record breaks a Kinesis rule (partition key, explicit hash key, size).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// `flush` ended with events still queued because the ingest is failing; they stay queued
     /// (and persisted, with a SQLite store) and are retried with backoff.
     #[error("{queued} events not delivered yet, retrying with backoff: {cause}")]

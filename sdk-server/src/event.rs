@@ -33,6 +33,8 @@ pub struct Event {
     context: Map<String, Value>,
     /// The field whose value was not a JSON object, reported by `track`.
     not_an_object: Option<&'static str>,
+    /// Kinesis mode's partition key, when not the envelope's.
+    partition_key: Option<String>,
 }
 
 impl Event {
@@ -48,6 +50,7 @@ impl Event {
             timestamp: None,
             context: Map::new(),
             not_an_object: None,
+            partition_key: None,
         }
     }
 
@@ -106,6 +109,7 @@ impl Event {
             timestamp: envelope.timestamp,
             context: envelope.context,
             not_an_object: None,
+            partition_key: None,
         }
     }
 
@@ -150,6 +154,14 @@ impl Event {
         self
     }
 
+    /// Kinesis mode only: the partition key to put the event under, instead of its
+    /// `anonymous_id`, else `user_id`, else `id`. HTTP mode ignores it (the ingest keys events
+    /// by the envelope).
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
     /// Sets one `context` entry (`ip`, `page`, `campaign`, …).
     pub fn context(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.context.insert(key.into(), value.into());
@@ -179,6 +191,13 @@ impl Event {
             }
         }
         Ok(())
+    }
+
+    /// The envelope and the partition key set with [`Event::partition_key`].
+    #[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
+    pub(crate) fn into_envelope_and_key(mut self) -> (Envelope, Option<String>) {
+        let key = self.partition_key.take();
+        (self.into_envelope(), key)
     }
 
     /// The envelope (built on the background task).

@@ -2,8 +2,9 @@
 //!
 //! An async (tokio) client that sends events to a Tributary ingest over HTTP (`POST /v1/batch`),
 //! driving the same core as every other Tributary SDK: the same batching, retry, backoff, pause
-//! and eviction rules ([`tributary_core::policy`]). A Kinesis mode that produces straight to a
-//! stream is planned beside this HTTP mode.
+//! and eviction rules ([`tributary_core::policy`]). Beside it, Kinesis mode ([`kinesis`], feature
+//! `kinesis`) puts events straight into a Kinesis data stream: a pure-Rust, KPL-compatible
+//! producer.
 //!
 //! ```no_run
 //! use serde_json::json;
@@ -35,6 +36,8 @@ mod driver;
 mod error;
 mod event;
 mod http;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 mod report;
 mod store;
 

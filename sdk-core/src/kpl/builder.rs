@@ -155,6 +155,16 @@ impl AggregateBuilder {
         self.count += 1;
     }
 
+    /// Forgets every record added (for an aggregate that will not be sent as one).
+    pub fn clear(&mut self) {
+        self.partition_key_table.clear();
+        self.explicit_hash_key_table.clear();
+        self.records.clear();
+        self.partition_keys.clear();
+        self.explicit_hash_keys.clear();
+        self.count = 0;
+    }
+
     /// The aggregate (magic, protobuf, MD5); the builder is empty again.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.size_bytes());
@@ -164,12 +174,7 @@ impl AggregateBuilder {
         out.extend_from_slice(&self.records);
         let digest: [u8; DIGEST_LEN] = Md5::digest(&out[MAGIC.len()..]).into();
         out.extend_from_slice(&digest);
-        self.partition_key_table.clear();
-        self.explicit_hash_key_table.clear();
-        self.records.clear();
-        self.partition_keys.clear();
-        self.explicit_hash_keys.clear();
-        self.count = 0;
+        self.clear();
         out
     }
 }

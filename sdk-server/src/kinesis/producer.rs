@@ -1,0 +1,459 @@
+//! The public producer and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::timeout::TimeoutConfig;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::time::Instant;
+use tributary_core::envelope::EventId;
+use tributary_core::{Timestamp, kpl};
+
+use super::ShutdownReport;
+use super::api::Api;
+use super::config::{Config, WhenFull};
+use super::driver::{self, Command, Driver, Shared};
+use super::metrics::{Metrics, MetricsSnapshot, add};
+use super::outcome::RecordHandle;
+use super::spool::Spool;
+use crate::{Error, Event};
+
+/// What `shutdown` may take beyond its timeout: aborting requests and a last spool write.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// A user record of your own: data and a partition key, as the KPL's `addUserRecord` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The partition key (1 to 256 characters).
+    pub partition_key: String,
+    /// An explicit hash key (a decimal 128-bit integer) that overrides the partition key's
+    /// hash for choosing the shard.
+    pub explicit_hash_key: Option<String>,
+    /// The data.
+    pub data: Vec<u8>,
+}
+
+impl Record {
+    /// A record of `data` under `partition_key`.
+    pub fn new(partition_key: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
+        Self {
+            partition_key: partition_key.into(),
+            explicit_hash_key: None,
+            data: data.into(),
+        }
+    }
+
+    /// Sets the explicit hash key.
+    pub fn explicit_hash_key(mut self, key: impl Into<String>) -> Self {
+        self.explicit_hash_key = Some(key.into());
+        self
+    }
+}
+
+/// Configures and starts a [`Producer`].
+#[derive(Debug)]
+pub struct ProducerBuilder {
+    stream: String,
+    config: Config,
+    sdk_config: Option<aws_config::SdkConfig>,
+    client: Option<aws_sdk_kinesis::Client>,
+    #[cfg(feature = "sqlite")]
+    spool: Option<(std::path::PathBuf, tributary_core::store::Durability)>,
+}
+
+impl ProducerBuilder {
+    /// Every setting at once (default [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Use this AWS configuration instead of loading the standard one (environment, profile,
+    /// `AWS_ENDPOINT_URL`, instance role, …) with `aws_config::load_defaults`. The producer
+    /// still turns the SDK's retries off and applies `request_timeout`.
+    pub fn sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
+        self.sdk_config = Some(config.clone());
+        self
+    }
+
+    /// Use this client as it is (its retry and timeout settings included).
+    pub fn client(mut self, client: aws_sdk_kinesis::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Keep every accepted record in a SQLite file until its outcome is known, so that a
+    /// restart loses nothing accepted: records left at shutdown (or by a crash) are sent by the
+    /// next producer that opens the file.
+    #[cfg(feature = "sqlite")]
+    pub fn spool(
+        mut self,
+        path: impl Into<std::path::PathBuf>,
+        durability: tributary_core::store::Durability,
+    ) -> Self {
+        self.spool = Some((path.into(), durability));
+        self
+    }
+
+    /// Loads the AWS configuration (unless given), reads the stream's shard map, opens the
+    /// spool, and starts the producer's task. A failing `ListShards` does not fail the build:
+    /// records go out without aggregation until a reload succeeds.
+    ///
+    /// # Errors
+    /// [`Error::NoRuntime`] outside a tokio runtime, [`Error::Config`] for invalid settings,
+    /// [`Error::Store`] when the spool cannot be opened.
+    pub async fn build(self) -> Result<Producer, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        self.config.check().map_err(Error::Config)?;
+        if self.stream.is_empty() {
+            return Err(Error::Config("the stream name is empty".into()));
+        }
+        let client = match self.client {
+            Some(client) => client,
+            None => {
+                let sdk_config = match self.sdk_config {
+                    Some(config) => config,
+                    None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+                };
+                let config = aws_sdk_kinesis::config::Builder::from(&sdk_config)
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(self.config.request_timeout)
+                            .build(),
+                    )
+                    .build();
+                aws_sdk_kinesis::Client::from_conf(config)
+            }
+        };
+        let api = Api::new(client, self.stream.clone());
+        let shards = match api.list_shards().await {
+            Ok(shards) => Some(shards),
+            Err(error) => {
+                tracing::warn!(
+                    message = "ListShards failed: sending without aggregation until it succeeds",
+                    code = %error.code,
+                    error = %error.message
+                );
+                None
+            }
+        };
+        let shared = Arc::new(Shared {
+            records: Semaphore::new(self.config.buffer_max_records),
+            bytes: Semaphore::new(self.config.buffer_max_bytes),
+            metrics: Metrics::default(),
+        });
+        let (spool, restored) = open_spool(
+            #[cfg(feature = "sqlite")]
+            self.spool,
+            &self.config,
+            &shared,
+        )?;
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let driver = Driver::new(
+            self.config.clone(),
+            api,
+            receiver,
+            shared.clone(),
+            shards,
+            spool,
+            restored,
+        );
+        runtime.spawn(driver.run());
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                commands,
+                shared,
+                config: self.config,
+                stream: self.stream,
+                library: json!({"name": "tributary-server", "version": env!("CARGO_PKG_VERSION")}),
+            }),
+        })
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn open_spool(
+    spool: Option<(std::path::PathBuf, tributary_core::store::Durability)>,
+    config: &Config,
+    shared: &Shared,
+) -> Result<(Option<Spool>, Vec<super::aggregator::Pending>), Error> {
+    let Some((path, durability)) = spool else {
+        return Ok((None, Vec::new()));
+    };
+    let (spool, records) = Spool::open(path, durability)?;
+    if !records.is_empty() {
+        tracing::info!(
+            message = "spool: sending records left by an earlier producer",
+            count = records.len()
+        );
+    }
+    let restored = records
+        .into_iter()
+        .map(|(seq, record)| {
+            let hash = hash_key(&record);
+            // Restored records have no handle; they are counted, not held to the buffer.
+            let mut pending = driver::pending(record, hash, config, None, 0);
+            pending.spool_seq = Some(seq);
+            pending
+        })
+        .collect::<Vec<_>>();
+    add(&shared.metrics.user_records_received, restored.len() as u64);
+    Ok((Some(spool), restored))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_spool(
+    _config: &Config,
+    _shared: &Shared,
+) -> Result<(Option<Spool>, Vec<super::aggregator::Pending>), Error> {
+    Ok((None, Vec::new()))
+}
+
+/// Puts events and records into one Kinesis data stream. Cheap to clone; every clone feeds the
+/// same task.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    config: Config,
+    stream: String,
+    library: Value,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Producer")
+            .field("stream", &self.inner.stream)
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}
+
+impl Producer {
+    /// A builder for a producer into the stream named `stream`.
+    pub fn builder(stream: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder {
+            stream: stream.into(),
+            config: Config::default(),
+            sdk_config: None,
+            client: None,
+            #[cfg(feature = "sqlite")]
+            spool: None,
+        }
+    }
+
+    /// The stream's name.
+    pub fn stream_name(&self) -> &str {
+        &self.inner.stream
+    }
+
+    /// Sends an event: its envelope's JSON (`id` and `timestamp` filled in when absent) under
+    /// its partition key — [`Event::partition_key`] if set, else `anonymous_id`, else
+    /// `user_id`, else `id`. Waits while the buffer is full ([`WhenFull::Wait`], the default)
+    /// or fails fast ([`WhenFull::FailFast`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidEvent`] for an event that breaks an envelope rule, [`Error::InvalidRecord`]
+    /// for a bad partition key, [`Error::BufferFull`] (fail-fast only), [`Error::Closed`] after
+    /// `shutdown`.
+    pub async fn send(&self, event: Event) -> Result<RecordHandle, Error> {
+        let record = self.event_record(event)?;
+        self.send_record(record).await
+    }
+
+    /// Sends an event without ever waiting: [`Error::BufferFull`] when the buffer is full.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub fn try_send(&self, event: Event) -> Result<RecordHandle, Error> {
+        let record = self.event_record(event)?;
+        self.try_send_record(record)
+    }
+
+    /// Sends a record of your own (any data), as [`Producer::send`] does an event.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_record(&self, record: Record) -> Result<RecordHandle, Error> {
+        let (hash, size) = check_record(&record)?;
+        let shared = &self.inner.shared;
+        match self.inner.config.when_full {
+            WhenFull::FailFast => acquire_now(shared, size)?,
+            WhenFull::Wait => {
+                let records = shared.records.acquire().await.map_err(|_| Error::Closed)?;
+                let bytes = shared
+                    .bytes
+                    .acquire_many(permits(size))
+                    .await
+                    .map_err(|_| Error::Closed)?;
+                records.forget();
+                bytes.forget();
+            }
+        }
+        self.hand_over(record, hash, size)
+    }
+
+    /// Sends a record of your own without ever waiting.
+    ///
+    /// # Errors
+    /// As [`Producer::try_send`].
+    pub fn try_send_record(&self, record: Record) -> Result<RecordHandle, Error> {
+        let (hash, size) = check_record(&record)?;
+        acquire_now(&self.inner.shared, size)?;
+        self.hand_over(record, hash, size)
+    }
+
+    /// Sends everything buffered now, without waiting for `max_buffered_time`, and waits until
+    /// every record sent before this call has an outcome. Bounded by `record_ttl` (plus a
+    /// request timeout): by then every such record is put or has failed.
+    ///
+    /// # Errors
+    /// [`Error::NotDelivered`] when some of those records failed (their handles hold the
+    /// details); [`Error::Closed`] after `shutdown`.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Flush(reply))
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Stops accepting records, sends everything buffered, and waits until every record has an
+    /// outcome or `timeout` has passed; then every record still unput resolves as failed
+    /// ([`super::FailureReason::Shutdown`], or `Unknown` if it was in flight) and, with a
+    /// spool, stays in it for the next producer. Returns within `timeout` plus half a second.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = Instant::now() + timeout;
+        let (reply, answer) = oneshot::channel();
+        let fallback = || ShutdownReport {
+            metrics: self.metrics(),
+            ..ShutdownReport::default()
+        };
+        if self
+            .inner
+            .commands
+            .send(Command::Shutdown { deadline, reply })
+            .is_err()
+        {
+            return fallback();
+        }
+        match tokio::time::timeout(timeout + SHUTDOWN_GRACE, answer).await {
+            Ok(Ok(report)) => report,
+            _ => fallback(),
+        }
+    }
+
+    /// The producer's metrics now (under the KPL's names; see
+    /// [`MetricsSnapshot::to_prometheus`]).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.shared.metrics.snapshot()
+    }
+
+    /// The metrics in the Prometheus text format, labelled with the stream's name.
+    pub fn prometheus_metrics(&self) -> String {
+        self.metrics().to_prometheus(&self.inner.stream)
+    }
+
+    fn event_record(&self, event: Event) -> Result<Record, Error> {
+        event.check()?;
+        let (mut envelope, partition_key) = event.into_envelope_and_key();
+        envelope.source.get_or_insert_with(|| "server".to_owned());
+        if !envelope.context.contains_key("library") {
+            envelope
+                .context
+                .insert("library".into(), self.inner.library.clone());
+        }
+        let now = OffsetDateTime::now_utc();
+        let happened = *envelope.timestamp.get_or_insert(now);
+        if envelope.id.is_none() {
+            let at = Timestamp::from_datetime(happened)
+                .or_else(|| Timestamp::from_datetime(now))
+                .unwrap_or(Timestamp::from_unix_millis(0));
+            let mut rng = fastrand::Rng::new();
+            envelope.id = Some(EventId::new_v7(at, &mut rng).to_string());
+        }
+        envelope.validate()?;
+        let data = envelope.to_json_bytes()?;
+        let partition_key = partition_key.unwrap_or_else(|| envelope.partition_key().to_owned());
+        Ok(Record {
+            partition_key,
+            explicit_hash_key: None,
+            data,
+        })
+    }
+
+    fn hand_over(&self, record: Record, hash: u128, size: usize) -> Result<RecordHandle, Error> {
+        let (reply, receiver) = oneshot::channel();
+        let pending = driver::pending(record, hash, &self.inner.config, Some(reply), size);
+        // Counted before it can be counted as put, so that `pending` never goes below zero.
+        let received = &self.inner.shared.metrics.user_records_received;
+        add(received, 1);
+        if self.inner.commands.send(Command::Record(pending)).is_err() {
+            // Shut down between taking buffer budget and handing over: nothing was accepted.
+            received.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::Closed);
+        }
+        Ok(RecordHandle { receiver })
+    }
+}
+
+fn permits(size: usize) -> u32 {
+    u32::try_from(size).unwrap_or(u32::MAX)
+}
+
+fn acquire_now(shared: &Shared, size: usize) -> Result<(), Error> {
+    let error = |error: TryAcquireError| match error {
+        TryAcquireError::Closed => Error::Closed,
+        TryAcquireError::NoPermits => Error::BufferFull,
+    };
+    let records = shared.records.try_acquire().map_err(error)?;
+    let bytes = shared
+        .bytes
+        .try_acquire_many(permits(size))
+        .map_err(error)?;
+    records.forget();
+    bytes.forget();
+    Ok(())
+}
+
+fn hash_key(record: &Record) -> u128 {
+    record
+        .explicit_hash_key
+        .as_deref()
+        .and_then(kpl::parse_explicit_hash_key)
+        .unwrap_or_else(|| kpl::partition_key_hash(&record.partition_key))
+}
+
+/// Checks a record against Kinesis's rules; returns its hash key and its size.
+fn check_record(record: &Record) -> Result<(u128, usize), Error> {
+    let chars = record.partition_key.chars().count();
+    if chars == 0 || chars > kpl::MAX_PARTITION_KEY_CHARS {
+        return Err(Error::InvalidRecord(format!(
+            "the partition key must have 1 to 256 characters, not {chars}"
+        )));
+    }
+    if let Some(key) = &record.explicit_hash_key {
+        if kpl::parse_explicit_hash_key(key).is_none() {
+            return Err(Error::InvalidRecord(format!(
+                "explicit hash key {key:?} is not an integer in 0..2^128"
+            )));
+        }
+    }
+    let size = record.data.len() + record.partition_key.len();
+    if size > kpl::MAX_KINESIS_RECORD_BYTES {
+        return Err(Error::InvalidRecord(format!(
+            "{size} bytes of data and partition key, over Kinesis's 1 MiB"
+        )));
+    }
+    Ok((hash_key(record), size))
+}
