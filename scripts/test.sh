@@ -24,11 +24,22 @@ source scripts/lib/toolchain.sh
 stage "toolchain" ensure_rust_toolchain
 
 stage "cargo fmt --check" cargo fmt --all -- --check
-stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
-stage "cargo test" cargo test --workspace --locked
+# sdk-server's Kinesis mode is behind its `kinesis` feature (off by default): lint, test and
+# document it too.
+kinesis=(--features tributary-server/kinesis)
+stage "cargo clippy" cargo clippy --workspace --all-targets "${kinesis[@]}" --locked -- -D warnings
+# Kinesis mode's tests need moto (a local AWS emulator) on 127.0.0.1 and Python's
+# aws-kinesis-agg; the script installs them when missing and exports TRIBUTARY_TEST_MOTO_URL.
+start_moto() {
+    local exports
+    exports=$(bash scripts/start-moto.sh)
+    eval "$exports"
+}
+stage "moto for the Kinesis tests (scripts/start-moto.sh)" start_moto
+stage "cargo test" cargo test --workspace "${kinesis[@]}" --locked
 stage "sdk-core on wasm32-unknown-unknown" \
     cargo check -p tributary-core --target wasm32-unknown-unknown --locked
-stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps "${kinesis[@]}" --locked
 # README's first command, checked: the demo traffic lands exactly as samples/rules.json says.
 stage "demo (scripts/demo.sh --check)" env TRIBUTARY_LISTEN=127.0.0.1:0 bash scripts/demo.sh --check
 # The status page in headless Chromium (installs chromium and the npm packages when missing).

@@ -4,3 +4,6 @@
 //!
 //! - `cargo run -p tributary-samples --example server_http`: a backend server sending events
 //!   through `tributary-server`'s HTTP mode to a running `tributary serve`.
+//! - `cargo run -p tributary-samples --example kinesis_producer`: the article's 300 events put
+//!   straight into the Kinesis stream `data-collection-stream` (Kinesis mode; honours
+//!   `AWS_ENDPOINT_URL`).
