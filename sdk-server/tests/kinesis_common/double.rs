@@ -75,6 +75,7 @@ struct Inner {
     requests: Vec<Request>,
     list_shards_calls: usize,
     started: Instant,
+    keep_records: bool,
 }
 
 #[derive(Clone)]
@@ -120,6 +121,7 @@ impl KinesisDouble {
             requests: Vec::new(),
             list_shards_calls: 0,
             started: Instant::now(),
+            keep_records: true,
         }));
         let app = Router::new()
             .route("/", post(handle))
@@ -140,6 +142,11 @@ impl KinesisDouble {
     /// of burst) with `ProvisionedThroughputExceededException`, as Kinesis does.
     pub fn enforce_limits(&self, enforce: bool) {
         self.with(|inner| inner.enforce_limits = enforce);
+    }
+
+    /// Keep (the default) or forget what was put and the request log (for long benchmarks).
+    pub fn keep_records(&self, keep: bool) {
+        self.with(|inner| inner.keep_records = keep);
     }
 
     pub fn set_entry_fault(
@@ -325,6 +332,9 @@ fn put_records(inner: &mut Inner, request: &Value) -> Response {
                 let sequence_number = format!("{:020}{:012}", shard.next_sequence, number);
                 shard.next_sequence += 1;
                 results.push(json!({"ShardId": shard_id, "SequenceNumber": sequence_number}));
+                if !inner.keep_records {
+                    continue;
+                }
                 inner.stored.push(Stored {
                     shard_id: shard_id.clone(),
                     sequence_number,
@@ -336,10 +346,12 @@ fn put_records(inner: &mut Inner, request: &Value) -> Response {
         }
         log.push((shard_id, code.map(str::to_owned)));
     }
-    inner.requests.push(Request {
-        at: now,
-        entries: log,
-    });
+    if inner.keep_records {
+        inner.requests.push(Request {
+            at: now,
+            entries: log,
+        });
+    }
     ok(json!({"FailedRecordCount": failed, "Records": results}))
 }
 

@@ -1,7 +1,7 @@
 //! What the Kinesis mode tests share: the Kinesis test double, the moto server's address, and
 //! the reference aggregator (`aws-kinesis-agg`, Python) run as a child process.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 pub mod double;
 
