@@ -5,10 +5,11 @@
 //! | `sqlite` | `path` | `batch_size`, `retry` |
 //! | `jsonl` | `path` | `batch_size`, `retry` |
 //! | `webhook` | `url` | `secret_env`, `batch_size`, `timeout_ms`, `retry` |
-//! | `mixpanel` | | `endpoint`, `token_env`, `batch_size`, `timeout_ms`, `retry` |
-//! | `hubspot` | | `endpoint`, `token_env`, `batch_size`, `timeout_ms`, `retry` |
-//! | `postgres` | `url_env` | `batch_size`, `retry` |
+//! | `mixpanel` | | `endpoint`, `token_env` or (`username_env`, `secret_env`, `project_id`), `gzip`, `batch_size`, `timeout_ms`, `retry` |
+//! | `hubspot` | | `endpoint`, `token_env`, `event_names`, `event_name_prefix`, `identity`, `requests_per_10s`, `batch_size`, `timeout_ms`, `retry` |
+//! | `postgres` | `url_env` | `table`, `batch_size`, `timeout_ms`, `retry` |
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,8 +59,10 @@ pub enum DestinationKind {
     Mixpanel {
         /// Base URL.
         endpoint: String,
-        /// The environment variable holding the project token.
-        token_env: String,
+        /// The project token or a service account.
+        auth: MixpanelAuth,
+        /// Whether request bodies are gzip-compressed.
+        gzip: bool,
         /// How long one request may take.
         timeout: Duration,
     },
@@ -71,13 +74,69 @@ pub enum DestinationKind {
         token_env: String,
         /// How long one request may take.
         timeout: Duration,
+        /// Envelope name → HubSpot event name (`pe{HubID}_{name}`), taking precedence.
+        event_names: BTreeMap<String, String>,
+        /// Prefix of the HubSpot name of every event `event_names` does not map.
+        event_name_prefix: Option<String>,
+        /// Which envelope fields give the occurrence's `email`, `objectId` and `utk`.
+        identity: HubspotIdentity,
+        /// The portal's rolling 10-second request limit (100, 190 or 250).
+        requests_per_10s: u32,
     },
     /// A PostgreSQL warehouse.
     Postgres {
         /// The environment variable holding the `postgres://` URL.
         url_env: String,
+        /// The table (`events`, or `schema.table`).
+        table: String,
+        /// How long one connection attempt or write may take.
+        timeout: Duration,
     },
 }
+
+/// How the Mixpanel connector authenticates to `/import`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MixpanelAuth {
+    /// The project token as the Basic-auth user with an empty password.
+    ProjectToken {
+        /// The variable holding the token.
+        token_env: String,
+    },
+    /// A service account (Basic auth `username:secret`) and the project id (`?project_id=`).
+    ServiceAccount {
+        /// The variable holding the service account's username.
+        username_env: String,
+        /// The variable holding the service account's secret.
+        secret_env: String,
+        /// The project id.
+        project_id: String,
+    },
+}
+
+/// Envelope fields, as dotted paths (`user_id`, `data.email`, `context.traits.email`), tried in
+/// order for each HubSpot identity field; the first string found is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubspotIdentity {
+    /// Paths giving `email`.
+    pub email: Vec<String>,
+    /// Paths giving `objectId` (a contact's record id).
+    pub object_id: Vec<String>,
+    /// Paths giving `utk` (the `hubspotutk` cookie).
+    pub utk: Vec<String>,
+}
+
+impl Default for HubspotIdentity {
+    fn default() -> Self {
+        Self {
+            email: vec!["context.traits.email".into(), "data.email".into()],
+            object_id: Vec::new(),
+            utk: vec!["context.hubspotutk".into()],
+        }
+    }
+}
+
+/// HubSpot's rolling 10-second limit for private apps on Free and Starter portals.
+pub(crate) const DEFAULT_HUBSPOT_REQUESTS_PER_10S: u32 = 100;
 
 impl DestinationKind {
     /// The `kind` value in the config file.
@@ -172,6 +231,64 @@ pub(super) struct RawDestination {
     token_env: Option<String>,
     url_env: Option<String>,
     retry: Option<RawRetry>,
+    username_env: Option<String>,
+    project_id: Option<String>,
+    gzip: Option<bool>,
+    event_names: Option<BTreeMap<String, String>>,
+    event_name_prefix: Option<String>,
+    identity: Option<RawIdentity>,
+    requests_per_10s: Option<u32>,
+    table: Option<String>,
+}
+
+/// `identity = { email = …, object_id = …, utk = … }`: each a path or a list of paths.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    email: Option<OneOrMany>,
+    object_id: Option<OneOrMany>,
+    utk: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Top-level envelope fields an identity path may start with.
+const IDENTITY_ROOTS: [&str; 5] = ["user_id", "anonymous_id", "id", "data", "context"];
+
+fn check_identity_path(path: &str) -> Result<(), String> {
+    let root = path.split('.').next().unwrap_or_default();
+    if !IDENTITY_ROOTS.contains(&root) || path.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{path:?} is not an envelope path such as \"user_id\", \"data.email\" or \"context.traits.email\""
+        ));
+    }
+    Ok(())
+}
+
+/// `events`, `my_table` or `schema.table`: letters, digits and `_`, not starting with a digit.
+fn check_table_name(table: &str) -> Result<(), String> {
+    let parts: Vec<&str> = table.split('.').collect();
+    let valid = parts.len() <= 2
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part.len() <= 63
+                && !part.starts_with(|character: char| character.is_ascii_digit())
+                && part
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric() || character == '_')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{table:?} is not a table name (letters, digits and _, optionally schema.table)"
+        ))
+    }
 }
 
 const KINDS: &str = "sqlite, jsonl, webhook, mixpanel, hubspot, postgres";
@@ -198,10 +315,29 @@ impl RawDestination {
         let allowed: &[&str] = match self.kind.as_str() {
             "sqlite" | "jsonl" => &["path", "batch_size", "retry"],
             "webhook" => &["url", "secret_env", "batch_size", "timeout_ms", "retry"],
-            "mixpanel" | "hubspot" => {
-                &["endpoint", "token_env", "batch_size", "timeout_ms", "retry"]
-            }
-            "postgres" => &["url_env", "batch_size", "retry"],
+            "mixpanel" => &[
+                "endpoint",
+                "token_env",
+                "username_env",
+                "secret_env",
+                "project_id",
+                "gzip",
+                "batch_size",
+                "timeout_ms",
+                "retry",
+            ],
+            "hubspot" => &[
+                "endpoint",
+                "token_env",
+                "event_names",
+                "event_name_prefix",
+                "identity",
+                "requests_per_10s",
+                "batch_size",
+                "timeout_ms",
+                "retry",
+            ],
+            "postgres" => &["url_env", "table", "batch_size", "timeout_ms", "retry"],
             other => {
                 return Err((
                     "kind".into(),
@@ -277,30 +413,49 @@ impl RawDestination {
                 }
             }
             "mixpanel" => DestinationKind::Mixpanel {
-                endpoint: self
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| "https://api.mixpanel.com".into()),
-                token_env: self
-                    .token_env
-                    .clone()
-                    .unwrap_or_else(|| "MIXPANEL_TOKEN".into()),
+                endpoint: checked_endpoint(self.endpoint.clone(), "https://api.mixpanel.com")?,
+                auth: self.mixpanel_auth()?,
+                gzip: self.gzip.unwrap_or(true),
                 timeout,
             },
-            "hubspot" => DestinationKind::Hubspot {
-                endpoint: self
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| "https://api.hubapi.com".into()),
-                token_env: self
-                    .token_env
-                    .clone()
-                    .unwrap_or_else(|| "HUBSPOT_TOKEN".into()),
-                timeout,
-            },
-            _ => DestinationKind::Postgres {
-                url_env: required(self.url_env.clone(), "url_env")?,
-            },
+            "hubspot" => {
+                let requests_per_10s = self
+                    .requests_per_10s
+                    .unwrap_or(DEFAULT_HUBSPOT_REQUESTS_PER_10S);
+                if !(10..=10_000).contains(&requests_per_10s) {
+                    return Err((
+                        "requests_per_10s".into(),
+                        format!(
+                            "must be 10 to 10000 (HubSpot's tiers: 100, 190 or 250), got {requests_per_10s}"
+                        ),
+                    ));
+                }
+                let event_names = self.event_names.clone().unwrap_or_default();
+                if let Some((name, _)) = event_names.iter().find(|(_, to)| to.trim().is_empty()) {
+                    return Err((format!("event_names.{name}"), "must not be empty".into()));
+                }
+                DestinationKind::Hubspot {
+                    endpoint: checked_endpoint(self.endpoint.clone(), "https://api.hubapi.com")?,
+                    token_env: self
+                        .token_env
+                        .clone()
+                        .unwrap_or_else(|| "HUBSPOT_TOKEN".into()),
+                    timeout,
+                    event_names,
+                    event_name_prefix: self.event_name_prefix.clone().filter(|p| !p.is_empty()),
+                    identity: self.hubspot_identity()?,
+                    requests_per_10s,
+                }
+            }
+            _ => {
+                let table = self.table.clone().unwrap_or_else(|| "events".into());
+                check_table_name(&table).map_err(|message| ("table".to_owned(), message))?;
+                DestinationKind::Postgres {
+                    url_env: required(self.url_env.clone(), "url_env")?,
+                    table,
+                    timeout,
+                }
+            }
         };
         Ok(Destination {
             kind,
@@ -309,7 +464,72 @@ impl RawDestination {
         })
     }
 
-    fn present_keys(&self) -> [(&'static str, bool); 9] {
+    /// The project token, or a service account when any of its keys is given (then all are).
+    fn mixpanel_auth(&self) -> Result<MixpanelAuth, (String, String)> {
+        let service_keys = [
+            ("username_env", &self.username_env),
+            ("secret_env", &self.secret_env),
+            ("project_id", &self.project_id),
+        ];
+        if service_keys.iter().all(|(_, value)| value.is_none()) {
+            return Ok(MixpanelAuth::ProjectToken {
+                token_env: self
+                    .token_env
+                    .clone()
+                    .unwrap_or_else(|| "MIXPANEL_TOKEN".into()),
+            });
+        }
+        if self.token_env.is_some() {
+            return Err((
+                "token_env".into(),
+                "use either token_env (project token) or username_env, secret_env and project_id (service account), not both".into(),
+            ));
+        }
+        for (key, value) in service_keys {
+            if value.as_deref().is_none_or(str::is_empty) {
+                return Err((
+                    key.into(),
+                    "a Mixpanel service account needs username_env, secret_env and project_id"
+                        .into(),
+                ));
+            }
+        }
+        Ok(MixpanelAuth::ServiceAccount {
+            username_env: self.username_env.clone().unwrap_or_default(),
+            secret_env: self.secret_env.clone().unwrap_or_default(),
+            project_id: self.project_id.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The configured identity paths over the defaults, checked.
+    fn hubspot_identity(&self) -> Result<HubspotIdentity, (String, String)> {
+        let mut identity = HubspotIdentity::default();
+        let Some(raw) = &self.identity else {
+            return Ok(identity);
+        };
+        let fields = [
+            ("email", &raw.email, &mut identity.email),
+            ("object_id", &raw.object_id, &mut identity.object_id),
+            ("utk", &raw.utk, &mut identity.utk),
+        ];
+        for (key, configured, target) in fields {
+            let Some(configured) = configured else {
+                continue;
+            };
+            let paths = match configured {
+                OneOrMany::One(path) => vec![path.clone()],
+                OneOrMany::Many(paths) => paths.clone(),
+            };
+            for path in &paths {
+                check_identity_path(path)
+                    .map_err(|message| (format!("identity.{key}"), message))?;
+            }
+            *target = paths;
+        }
+        Ok(identity)
+    }
+
+    fn present_keys(&self) -> [(&'static str, bool); 17] {
         [
             ("path", self.path.is_some()),
             ("url", self.url.is_some()),
@@ -320,6 +540,28 @@ impl RawDestination {
             ("token_env", self.token_env.is_some()),
             ("url_env", self.url_env.is_some()),
             ("retry", self.retry.is_some()),
+            ("username_env", self.username_env.is_some()),
+            ("project_id", self.project_id.is_some()),
+            ("gzip", self.gzip.is_some()),
+            ("event_names", self.event_names.is_some()),
+            ("event_name_prefix", self.event_name_prefix.is_some()),
+            ("identity", self.identity.is_some()),
+            ("requests_per_10s", self.requests_per_10s.is_some()),
+            ("table", self.table.is_some()),
         ]
+    }
+}
+
+/// `endpoint`, or the vendor's default, checked to be an http(s) URL.
+fn checked_endpoint(endpoint: Option<String>, default: &str) -> Result<String, (String, String)> {
+    let endpoint = endpoint.unwrap_or_else(|| default.to_owned());
+    match reqwest::Url::parse(&endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {
+            Ok(endpoint.trim_end_matches('/').to_owned())
+        }
+        _ => Err((
+            "endpoint".into(),
+            format!("{endpoint:?} is not an http(s) URL"),
+        )),
     }
 }

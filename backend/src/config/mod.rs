@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use destination::{Destination, DestinationKind, RetrySettings};
+pub use destination::{Destination, DestinationKind, HubspotIdentity, MixpanelAuth, RetrySettings};
 use destination::{RawDestination, RawRetry};
 
 /// The built-in configuration: `samples/tributary.toml`.

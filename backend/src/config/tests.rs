@@ -149,3 +149,119 @@ fn bad_values_say_what_is_wrong() {
         );
     }
 }
+
+#[test]
+fn real_destinations_take_their_keys() {
+    let text = r#"
+[destinations.mp]
+kind = "mixpanel"
+endpoint = "https://api-eu.mixpanel.com/"
+gzip = false
+batch_size = 2000
+[destinations.mp_sa]
+kind = "mixpanel"
+username_env = "MP_USER"
+secret_env = "MP_SECRET"
+project_id = "12345"
+[destinations.crm]
+kind = "hubspot"
+event_names = { login = "pe1234_login" }
+event_name_prefix = "pe1234_"
+identity = { email = "data.email", object_id = ["user_id", "context.hubspot.id"] }
+requests_per_10s = 190
+[destinations.pg]
+kind = "postgres"
+url_env = "WAREHOUSE_URL"
+table = "analytics.events"
+timeout_ms = 3000
+"#;
+    let config = Config::parse(text, file_source()).unwrap();
+    assert_eq!(
+        config.destinations["mp"].kind,
+        DestinationKind::Mixpanel {
+            endpoint: "https://api-eu.mixpanel.com".into(),
+            auth: MixpanelAuth::ProjectToken {
+                token_env: "MIXPANEL_TOKEN".into()
+            },
+            gzip: false,
+            timeout: Duration::from_secs(10),
+        }
+    );
+    assert!(matches!(
+        &config.destinations["mp_sa"].kind,
+        DestinationKind::Mixpanel { auth: MixpanelAuth::ServiceAccount { project_id, .. }, gzip: true, .. }
+            if project_id == "12345"
+    ));
+    let DestinationKind::Hubspot {
+        event_names,
+        event_name_prefix,
+        identity,
+        requests_per_10s,
+        token_env,
+        ..
+    } = &config.destinations["crm"].kind
+    else {
+        panic!("hubspot expected");
+    };
+    assert_eq!(event_names["login"], "pe1234_login");
+    assert_eq!(event_name_prefix.as_deref(), Some("pe1234_"));
+    assert_eq!(identity.email, ["data.email"]);
+    assert_eq!(identity.object_id, ["user_id", "context.hubspot.id"]);
+    assert_eq!(identity.utk, ["context.hubspotutk"], "the default stays");
+    assert_eq!(*requests_per_10s, 190);
+    assert_eq!(token_env, "HUBSPOT_TOKEN");
+    assert_eq!(
+        config.destinations["pg"].kind,
+        DestinationKind::Postgres {
+            url_env: "WAREHOUSE_URL".into(),
+            table: "analytics.events".into(),
+            timeout: Duration::from_secs(3),
+        }
+    );
+}
+
+#[test]
+fn real_destinations_refuse_unusable_values() {
+    let cases = [
+        ("kind = \"mixpanel\"\nusername_env = \"U\"\n", "secret_env"),
+        (
+            "kind = \"mixpanel\"\ntoken_env = \"T\"\nusername_env = \"U\"\nsecret_env = \"S\"\nproject_id = \"1\"\n",
+            "token_env",
+        ),
+        ("kind = \"mixpanel\"\nendpoint = \"ftp://x\"\n", "endpoint"),
+        ("kind = \"mixpanel\"\ntable = \"t\"\n", "table"),
+        (
+            "kind = \"hubspot\"\nrequests_per_10s = 5\n",
+            "requests_per_10s",
+        ),
+        (
+            "kind = \"hubspot\"\nidentity = { email = \"traits.email\" }\n",
+            "identity.email",
+        ),
+        (
+            "kind = \"hubspot\"\nidentity = { phone = \"data.phone\" }\n",
+            "phone",
+        ),
+        (
+            "kind = \"hubspot\"\nevent_names = { login = \"\" }\n",
+            "event_names.login",
+        ),
+        ("kind = \"postgres\"\n", "url_env"),
+        (
+            "kind = \"postgres\"\nurl_env = \"U\"\ntable = \"bad-name\"\n",
+            "table",
+        ),
+        (
+            "kind = \"postgres\"\nurl_env = \"U\"\ngzip = true\n",
+            "gzip",
+        ),
+    ];
+    for (body, key) in cases {
+        let text = format!("[destinations.a]\n{body}");
+        let error = Config::parse(&text, file_source()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("destinations.a.{key}")) || error.contains(&format!("`{key}`")),
+            "{key}: {error}"
+        );
+    }
+}

@@ -7,16 +7,25 @@
 //! - [`sqlite`]: the local warehouse (table `events`, idempotent on `id`).
 //! - [`jsonl`]: one envelope per line appended to a file.
 //! - [`webhook`]: `POST` of a JSON array, signed, with an idempotency key.
+//! - [`mixpanel`]: Mixpanel's import API (`/import?strict=1`), partial success on `400`.
+//! - [`hubspot`]: HubSpot's custom behavioural events, under a client-side rate limit.
+//! - [`postgres`]: a PostgreSQL warehouse (table `events`, idempotent on `id`).
 //!
 //! # Invariants
-//! - No secret (token, signing secret) appears in a [`Failure`] message, a log line or a DLQ
-//!   record.
+//! - No secret (token, signing secret, database URL or password) appears in a [`Failure`]
+//!   message, a log line or a DLQ record: secrets are read from the environment variables the
+//!   configuration names, sent only in headers or to the driver, and the API and database
+//!   connectors pass every message through [`support::Redactor`].
 //! - [`Delivery::Delivered`] means the destination has the events (for files: written and
 //!   synced to disk).
 
+pub mod hubspot;
 pub mod jsonl;
+pub mod mixpanel;
+pub mod postgres;
 pub mod retry;
 pub mod sqlite;
+pub mod support;
 pub mod webhook;
 
 use std::future::Future;
@@ -24,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Destination, DestinationKind};
+use crate::config::{Destination, DestinationKind, MixpanelAuth};
 use crate::log::LogRecord;
 
 /// One event to deliver: its id, name, ordering key and envelope JSON.
@@ -161,20 +170,90 @@ pub fn build(name: &str, destination: &Destination) -> Result<Arc<dyn Connector>
             timeout,
         } => {
             let secret = match secret_env {
-                Some(variable) => Some(std::env::var(variable).map_err(|_| {
-                    config_error(format!(
-                        "secret_env names {variable}, which is not set in the environment"
-                    ))
-                })?),
+                Some(variable) => {
+                    Some(secret_from_env("secret_env", variable).map_err(config_error)?)
+                }
                 None => None,
             };
             Ok(Arc::new(
                 webhook::WebhookConnector::new(url, secret, *timeout).map_err(config_error)?,
             ))
         }
-        other => Err(config_error(format!(
-            "kind {:?} is not available in this build yet; use sqlite, jsonl or webhook",
-            other.name()
-        ))),
+        DestinationKind::Mixpanel {
+            endpoint,
+            auth,
+            gzip,
+            timeout,
+        } => {
+            let credentials = match auth {
+                MixpanelAuth::ProjectToken { token_env } => mixpanel::Credentials::ProjectToken(
+                    secret_from_env("token_env", token_env).map_err(config_error)?,
+                ),
+                MixpanelAuth::ServiceAccount {
+                    username_env,
+                    secret_env,
+                    project_id,
+                } => mixpanel::Credentials::ServiceAccount {
+                    username: secret_from_env("username_env", username_env)
+                        .map_err(config_error)?,
+                    secret: secret_from_env("secret_env", secret_env).map_err(config_error)?,
+                    project_id: project_id.clone(),
+                },
+            };
+            Ok(Arc::new(
+                mixpanel::MixpanelConnector::new(endpoint, credentials, *gzip, *timeout)
+                    .map_err(config_error)?,
+            ))
+        }
+        DestinationKind::Hubspot {
+            endpoint,
+            token_env,
+            timeout,
+            event_names,
+            event_name_prefix,
+            identity,
+            requests_per_10s,
+        } => {
+            let token = secret_from_env("token_env", token_env).map_err(config_error)?;
+            let mapping = hubspot::HubspotMapping {
+                event_names: event_names.clone(),
+                event_name_prefix: event_name_prefix.clone(),
+                identity: identity.clone(),
+            };
+            Ok(Arc::new(
+                hubspot::HubspotConnector::new(
+                    endpoint,
+                    token,
+                    mapping,
+                    *requests_per_10s,
+                    *timeout,
+                )
+                .map_err(config_error)?,
+            ))
+        }
+        DestinationKind::Postgres {
+            url_env,
+            table,
+            timeout,
+        } => {
+            let url = secret_from_env("url_env", url_env).map_err(config_error)?;
+            Ok(Arc::new(
+                postgres::PostgresConnector::new(&url, table, *timeout).map_err(|message| {
+                    config_error(format!("url_env names {url_env}, but {message}"))
+                })?,
+            ))
+        }
+    }
+}
+
+/// The value of the environment variable a `*_env` key names; the error names the key and
+/// the variable, never a value.
+fn secret_from_env(key: &str, variable: &str) -> Result<String, String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        Ok(_) => Err(format!("{key} names {variable}, which is empty")),
+        Err(_) => Err(format!(
+            "{key} names {variable}, which is not set in the environment"
+        )),
     }
 }
