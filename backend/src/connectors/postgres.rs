@@ -18,7 +18,9 @@
 //!   deadlock or lack of resources is retryable; an error the server reports about the data or
 //!   the table (a constraint violation, a wrong type, a missing permission, a failed login) is
 //!   permanent. An event PostgreSQL cannot store (`\u0000` in its JSON, an unreadable time) is
-//!   refused alone before the statement (permanent), so it does not hold up the others.
+//!   refused alone before the statement (permanent), so it does not hold up the others; when
+//!   the server refuses a batch permanently (say a `CHECK` constraint one row breaks), its rows
+//!   are inserted one by one so that only the rows at fault are dead-lettered.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -241,7 +243,9 @@ impl PostgresConnector {
         })
     }
 
-    async fn write(&self, rows: &[Row]) -> Result<(), Failure> {
+    /// Inserts the rows; per-row failures (by position in `rows`) when the batch statement was
+    /// refused permanently and the culprits were found row by row.
+    async fn write(&self, rows: &[Row]) -> Result<Vec<(usize, Failure)>, Failure> {
         let client = self
             .pool
             .get()
@@ -265,39 +269,63 @@ impl PostgresConnector {
             .prepare_cached(&insert_sql(&self.table))
             .await
             .map_err(|error| classify(&error, "cannot prepare the insert"))?;
-        let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
-        let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
-        let timestamps: Vec<Option<OffsetDateTime>> =
-            rows.iter().map(|row| row.timestamp).collect();
-        let received: Vec<Option<OffsetDateTime>> =
-            rows.iter().map(|row| row.received_at).collect();
-        let anonymous_ids: Vec<Option<&str>> =
-            rows.iter().map(|row| row.anonymous_id.as_deref()).collect();
-        let user_ids: Vec<Option<&str>> = rows.iter().map(|row| row.user_id.as_deref()).collect();
-        let sources: Vec<Option<&str>> = rows.iter().map(|row| row.source.as_deref()).collect();
-        let data: Vec<&Value> = rows.iter().map(|row| &row.data).collect();
-        let contexts: Vec<&Value> = rows.iter().map(|row| &row.context).collect();
-        let envelopes: Vec<&Value> = rows.iter().map(|row| &row.envelope).collect();
-        client
-            .execute(
-                &statement,
-                &[
-                    &ids,
-                    &names,
-                    &timestamps,
-                    &received,
-                    &anonymous_ids,
-                    &user_ids,
-                    &sources,
-                    &data,
-                    &contexts,
-                    &envelopes,
-                ],
-            )
-            .await
-            .map_err(|error| classify(&error, "the insert failed"))?;
-        Ok(())
+        let failure = match insert(&client, &statement, rows).await {
+            Ok(()) => return Ok(Vec::new()),
+            Err(error) => classify(&error, "the insert failed"),
+        };
+        if failure.class == super::FailureClass::Retryable || rows.len() == 1 {
+            return Err(failure);
+        }
+        // One row refused the statement: find which, row by row (inserts are idempotent).
+        let mut failures = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            if let Err(error) = insert(&client, &statement, std::slice::from_ref(row)).await {
+                let failure = classify(&error, "the insert failed");
+                if failure.class == super::FailureClass::Retryable {
+                    return Err(failure);
+                }
+                failures.push((index, failure));
+            }
+        }
+        Ok(failures)
     }
+}
+
+/// One `INSERT … SELECT * FROM UNNEST(…)` of these rows.
+async fn insert(
+    client: &deadpool_postgres::Object,
+    statement: &tokio_postgres::Statement,
+    rows: &[Row],
+) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+    let timestamps: Vec<Option<OffsetDateTime>> = rows.iter().map(|row| row.timestamp).collect();
+    let received: Vec<Option<OffsetDateTime>> = rows.iter().map(|row| row.received_at).collect();
+    let anonymous_ids: Vec<Option<&str>> =
+        rows.iter().map(|row| row.anonymous_id.as_deref()).collect();
+    let user_ids: Vec<Option<&str>> = rows.iter().map(|row| row.user_id.as_deref()).collect();
+    let sources: Vec<Option<&str>> = rows.iter().map(|row| row.source.as_deref()).collect();
+    let data: Vec<&Value> = rows.iter().map(|row| &row.data).collect();
+    let contexts: Vec<&Value> = rows.iter().map(|row| &row.context).collect();
+    let envelopes: Vec<&Value> = rows.iter().map(|row| &row.envelope).collect();
+    client
+        .execute(
+            statement,
+            &[
+                &ids,
+                &names,
+                &timestamps,
+                &received,
+                &anonymous_ids,
+                &user_ids,
+                &sources,
+                &data,
+                &contexts,
+                &envelopes,
+            ],
+        )
+        .await
+        .map(|_| ())
 }
 
 impl Connector for PostgresConnector {
@@ -328,8 +356,15 @@ impl Connector for PostgresConnector {
                         self.timeout.as_millis()
                     ))),
                 };
-                if let Err(failure) = written {
-                    failures.extend(indexes.iter().map(|index| (*index, failure.clone())));
+                match written {
+                    Ok(refused) => failures.extend(
+                        refused
+                            .into_iter()
+                            .map(|(position, failure)| (indexes[position], failure)),
+                    ),
+                    Err(failure) => {
+                        failures.extend(indexes.iter().map(|index| (*index, failure.clone())));
+                    }
                 }
             }
             let failures = failures
