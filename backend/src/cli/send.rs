@@ -1,7 +1,9 @@
 //! `tributary send`: demo traffic through the server SDK's HTTP mode.
 //!
 //! Event `i` (from 0) is named `event-i` when `i % 10 == 9` (no rule of the article's takes
-//! it), else the article's nine names in turn by `i % 9`, with `data: {"square": i*i}`.
+//! it), else the article's nine names in turn by `i % 9`, with `data: {"square": i*i}`, from
+//! one of ten demo users: `user_id` `demo-user-{i % 10}` and `context.traits.email`
+//! `demo-user-{i % 10}@example.com` (HubSpot associates occurrences by email).
 
 use std::time::Duration;
 
@@ -23,6 +25,9 @@ pub(super) const ARTICLE_EVENT_NAMES: [&str; 9] = [
     "email_open",
 ];
 
+/// How many demo users the events come from.
+pub(super) const DEMO_USERS: u64 = 10;
+
 /// The name of demo event `index`.
 pub(super) fn demo_event_name(index: u64) -> String {
     if index % 10 == 9 {
@@ -39,7 +44,14 @@ pub(super) async fn run(args: SendArgs) -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     for index in 0..args.count {
         let square = u128::from(index) * u128::from(index);
-        let event = Event::new(demo_event_name(index)).data(json!({ "square": square }));
+        let user = index % DEMO_USERS;
+        let event = Event::new(demo_event_name(index))
+            .data(json!({ "square": square }))
+            .user_id(format!("demo-user-{user}"))
+            .context(
+                "traits",
+                json!({ "email": format!("demo-user-{user}@example.com") }),
+            );
         client
             .track_with_backpressure(event)
             .await
