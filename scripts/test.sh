@@ -36,6 +36,13 @@ start_moto() {
     eval "$exports"
 }
 stage "moto for the Kinesis tests (scripts/start-moto.sh)" start_moto
+# The PostgreSQL connector's tests need a real server on 127.0.0.1; the script installs and
+# starts one when missing and prints its URL. Without TRIBUTARY_TEST_POSTGRES_URL they fail.
+start_postgres() {
+    TRIBUTARY_TEST_POSTGRES_URL=$(bash scripts/start-postgres.sh)
+    export TRIBUTARY_TEST_POSTGRES_URL
+}
+stage "PostgreSQL for the warehouse tests (scripts/start-postgres.sh)" start_postgres
 stage "cargo test" cargo test --workspace "${kinesis[@]}" --locked
 stage "sdk-core on wasm32-unknown-unknown" \
     cargo check -p tributary-core --target wasm32-unknown-unknown --locked
