@@ -123,8 +123,11 @@ impl KinesisDouble {
             started: Instant::now(),
             keep_records: true,
         }));
+        // PutRecords bodies reach 5 MiB of data, about 7 MiB as base64 JSON: above axum's
+        // default limit of 2 MiB.
         let app = Router::new()
             .route("/", post(handle))
+            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
