@@ -9,7 +9,8 @@
 //! `PutRecords` calls (16 at a time, retrying a throttled record at once), in the same run.
 //!
 //! `cargo bench -p tributary-server --features kinesis --bench kinesis_producer`
-//! (`-- --seconds N --shards N` change the window, default 10 s, and the shards, default 4).
+//! (`-- --seconds N --shards N` change the window, default 10 s, and the shards, default 4;
+//! `--only on|off|naive` runs one of the three).
 
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
@@ -29,6 +30,11 @@ use tributary_server::Event;
 use tributary_server::kinesis::{Config, Producer};
 
 const WARM_UP: Duration = Duration::from_secs(2);
+
+fn thread_cpu_nanos() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
 
 fn cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -50,20 +56,30 @@ struct Figures {
     put: u64,
     seconds: f64,
     cpu: Duration,
+    /// Of `cpu`, the application thread's (building events and calling `send`).
+    app_cpu: Option<Duration>,
     requests: u64,
 }
 
 impl Figures {
     fn print(&self, shards: u64) {
         let per_shard_second = self.put as f64 / self.seconds / shards as f64;
-        let cpu_per_record = self.cpu.as_secs_f64() * 1e6 / self.put.max(1) as f64;
+        let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.put.max(1) as f64;
+        let split = match self.app_cpu {
+            Some(app) => format!(
+                " (application thread {:.2}, producer {:.2})",
+                per_event(app),
+                per_event(self.cpu.saturating_sub(app))
+            ),
+            None => String::new(),
+        };
         println!(
-            "{:<28} {:>9.0} events/shard-s {:>8.2} µs CPU/event {:>7.1} events/request {:>7} requests",
+            "{:<26} {:>6.0} events/shard-s {:>7.1} events/request {:>7} requests {:>7.2} µs CPU/event{split}",
             self.name,
             per_shard_second,
-            cpu_per_record,
             self.put as f64 / self.requests.max(1) as f64,
-            self.requests
+            self.requests,
+            per_event(self.cpu),
         );
     }
 }
@@ -74,31 +90,49 @@ async fn run_producer(name: &'static str, url: &str, aggregation: bool, seconds:
         .sdk_config(&config)
         .config(Config {
             aggregation,
+            aggregation_max_bytes: std::env::var("BENCH_AGGREGATE_BYTES")
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(Config::default().aggregation_max_bytes),
             ..Config::default()
         })
         .build()
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // The application: one OS thread of its own building events and calling `send`, so that
+    // its CPU time (building the event included) can be told from the producer's.
+    let app_cpu = Arc::new(AtomicU64::new(0));
     let sender = {
         let producer = producer.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut index = 0;
-            while !stop.load(Ordering::Relaxed) {
-                // The handle is dropped: the metrics count the outcome.
-                let _ = producer.send(event(index)).await;
-                index += 1;
-            }
-        })
+        let app_cpu = app_cpu.clone();
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("application".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut index = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        // The handle is dropped: the metrics count the outcome.
+                        let _ = producer.send(event(index)).await;
+                        index += 1;
+                        if index % 256 == 0 {
+                            app_cpu.store(thread_cpu_nanos(), Ordering::Relaxed);
+                        }
+                    }
+                });
+            })
+            .unwrap()
     };
     tokio::time::sleep(WARM_UP).await;
-    let (put0, requests0, cpu0, at0) = {
+    let (put0, requests0, cpu0, app0, at0) = {
         let metrics = producer.metrics();
         (
             metrics.user_records_put,
             metrics.put_records_requests,
             cpu_time(),
+            app_cpu.load(Ordering::Relaxed),
             Instant::now(),
         )
     };
@@ -109,10 +143,18 @@ async fn run_producer(name: &'static str, url: &str, aggregation: bool, seconds:
         put: metrics.user_records_put - put0,
         seconds: at0.elapsed().as_secs_f64(),
         cpu: cpu_time() - cpu0,
+        app_cpu: Some(Duration::from_nanos(
+            app_cpu.load(Ordering::Relaxed).saturating_sub(app0),
+        )),
         requests: metrics.put_records_requests - requests0,
     };
+    println!(
+        "  ({name}: errors {:?}, retries per record {:.3})",
+        metrics.errors_by_code,
+        metrics.retries_per_record.mean()
+    );
     stop.store(true, Ordering::Relaxed);
-    sender.await.unwrap();
+    sender.join().unwrap();
     producer.shutdown(Duration::from_secs(5)).await;
     figures
 }
@@ -178,6 +220,7 @@ async fn run_naive(url: &str, seconds: u64) -> Figures {
         put: put.load(Ordering::Relaxed) - put0,
         seconds: at0.elapsed().as_secs_f64(),
         cpu: cpu_time() - cpu0,
+        app_cpu: None,
         requests: requests.load(Ordering::Relaxed) - requests0,
     };
     stop.store(true, Ordering::Relaxed);
@@ -191,6 +234,7 @@ async fn run_naive(url: &str, seconds: u64) -> Figures {
 fn serve_double(shards: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("double")
         .enable_all()
         .build()
         .unwrap();
@@ -230,6 +274,15 @@ fn main() {
         return;
     }
     let seconds = value("--seconds", 10);
+    // What the application pays to build (and drop) the events alone, outside the producer.
+    let build_cost = {
+        let count = 200_000u64;
+        let start = thread_cpu_nanos();
+        for index in 0..count {
+            std::hint::black_box(event(index));
+        }
+        (thread_cpu_nanos() - start) as f64 / count as f64 / 1e3
+    };
     let envelope_len = {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
@@ -258,6 +311,7 @@ fn main() {
     let url = url.trim().to_owned();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("producer")
         .enable_all()
         .build()
         .unwrap();
@@ -266,16 +320,32 @@ fn main() {
          {seconds} s after a {} s warm-up, the double in another process",
         WARM_UP.as_secs()
     );
+    let only = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|at| args.get(at + 1))
+        .cloned();
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
     let results = runtime.block_on(async {
-        vec![
-            run_producer("producer, aggregation on", &url, true, seconds).await,
-            run_producer("producer, aggregation off", &url, false, seconds).await,
-            run_naive(&url, seconds).await,
-        ]
+        let mut results = Vec::new();
+        if wanted("on") {
+            results.push(run_producer("producer, aggregation on", &url, true, seconds).await);
+        }
+        if wanted("off") {
+            results.push(run_producer("producer, aggregation off", &url, false, seconds).await);
+        }
+        if wanted("naive") {
+            results.push(run_naive(&url, seconds).await);
+        }
+        results
     });
     for figures in &results {
         figures.print(shards);
     }
+    println!(
+        "building one event (Event::new, ids, data) costs the application {build_cost:.2} µs of \
+         the above, outside the producer"
+    );
     drop(child.stdin.take());
     let _ = child.wait();
 }

@@ -1,6 +1,7 @@
 //! Building one aggregate.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use md5::{Digest, Md5};
 
@@ -29,8 +30,8 @@ pub struct AggregateBuilder {
     explicit_hash_key_table: Vec<u8>,
     /// Encoded fields 3 (the records).
     records: Vec<u8>,
-    partition_keys: HashMap<Box<str>, u64>,
-    explicit_hash_keys: HashMap<Box<str>, u64>,
+    partition_keys: KeyIndex,
+    explicit_hash_keys: KeyIndex,
     count: usize,
 }
 
@@ -43,8 +44,8 @@ impl AggregateBuilder {
             partition_key_table: Vec::new(),
             explicit_hash_key_table: Vec::new(),
             records: Vec::new(),
-            partition_keys: HashMap::new(),
-            explicit_hash_keys: HashMap::new(),
+            partition_keys: KeyIndex::default(),
+            explicit_hash_keys: KeyIndex::default(),
             count: 0,
         }
     }
@@ -82,19 +83,25 @@ impl AggregateBuilder {
     ) -> usize {
         let mut size = self.size_bytes();
         let mut record = 0;
-        match self.partition_keys.get(partition_key) {
-            Some(&index) => record += 1 + varint_len(index),
+        match self
+            .partition_keys
+            .get(partition_key, &self.partition_key_table)
+        {
+            Some(index) => record += 1 + varint_len(index),
             None => {
                 size += table_entry_len(partition_key.len());
-                record += 1 + varint_len(self.partition_keys.len() as u64);
+                record += 1 + varint_len(self.partition_keys.len());
             }
         }
         if let Some(key) = explicit_hash_key {
-            match self.explicit_hash_keys.get(key) {
-                Some(&index) => record += 1 + varint_len(index),
+            match self
+                .explicit_hash_keys
+                .get(key, &self.explicit_hash_key_table)
+            {
+                Some(index) => record += 1 + varint_len(index),
                 None => {
                     size += table_entry_len(key.len());
-                    record += 1 + varint_len(self.explicit_hash_keys.len() as u64);
+                    record += 1 + varint_len(self.explicit_hash_keys.len());
                 }
             }
         }
@@ -184,14 +191,74 @@ fn table_entry_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
-fn intern(table: &mut HashMap<Box<str>, u64>, out: &mut Vec<u8>, field: u8, key: &str) -> u64 {
-    if let Some(&index) = table.get(key) {
+fn intern(table: &mut KeyIndex, out: &mut Vec<u8>, field: u8, key: &str) -> u64 {
+    if let Some(index) = table.get(key, out) {
         return index;
     }
-    let index = table.len() as u64;
-    table.insert(key.into(), index);
     out.push(len_field_key(field));
     put_varint(out, key.len() as u64);
+    table.insert(key, out.len());
     out.extend_from_slice(key.as_bytes());
-    index
+    table.len() - 1
+}
+
+/// Finds a key already in a table without keeping a copy of it: a map from the key's FNV-1a
+/// hash to its index, checked against the key's bytes in the encoded table. A second key with
+/// the same hash (never in practice, possible on purpose: FNV is not collision-resistant) just
+/// gets an entry of its own: the format allows a key to appear twice.
+#[derive(Debug, Clone, Default)]
+struct KeyIndex {
+    by_hash: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>,
+    /// Offset and length of each entry's bytes in the encoded table.
+    entries: Vec<(usize, usize)>,
+}
+
+impl KeyIndex {
+    fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    fn get(&self, key: &str, table: &[u8]) -> Option<u64> {
+        let index = *self.by_hash.get(&fnv1a(key.as_bytes()))?;
+        let (offset, len) = *self.entries.get(usize::try_from(index).ok()?)?;
+        (table.get(offset..offset + len) == Some(key.as_bytes())).then_some(index)
+    }
+
+    /// Records a new entry whose bytes start at `offset` of the table.
+    fn insert(&mut self, key: &str, offset: usize) {
+        let index = self.len();
+        self.by_hash.entry(fnv1a(key.as_bytes())).or_insert(index);
+        self.entries.push((offset, key.len()));
+    }
+
+    fn clear(&mut self) {
+        self.by_hash.clear();
+        self.entries.clear();
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The map's keys are already hashes.
+#[derive(Debug, Clone, Copy, Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }

@@ -479,26 +479,27 @@ impl Driver {
                     add(&metrics.user_records_put, members);
                     for (index, mut member) in (0u64..).zip(record.members) {
                         self.observe_first_attempt(&member, started);
-                        member.record_attempt(
-                            started,
-                            started_at,
-                            duration,
-                            AttemptOutcome::Put {
-                                shard_id: &shard_id,
-                            },
-                        );
-                        let outcome = PutOutcome {
-                            shard_id: shard_id.clone(),
-                            sequence_number: sequence_number.clone(),
-                            sub_sequence_number: record.aggregated.then_some(index),
-                            attempts: std::mem::take(&mut member.attempts),
-                        };
                         self.shared
                             .metrics
                             .retries_per_record
-                            .observe(outcome.attempts.len().saturating_sub(1) as u64);
-                        if let Some(reply) = member.reply.take() {
-                            let _ = reply.send(Ok(outcome));
+                            .observe(member.attempts.len() as u64);
+                        // The outcome is built only for a handle still waiting for it.
+                        if let Some(reply) = member.reply.take().filter(|reply| !reply.is_closed())
+                        {
+                            member.record_attempt(
+                                started,
+                                started_at,
+                                duration,
+                                AttemptOutcome::Put {
+                                    shard_id: &shard_id,
+                                },
+                            );
+                            let _ = reply.send(Ok(PutOutcome {
+                                shard_id: shard_id.clone(),
+                                sequence_number: sequence_number.clone(),
+                                sub_sequence_number: record.aggregated.then_some(index),
+                                attempts: std::mem::take(&mut member.attempts),
+                            }));
                         }
                         self.settle(&member, false);
                     }
