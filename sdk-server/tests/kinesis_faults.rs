@@ -218,12 +218,15 @@ async fn records_past_their_ttl_come_back_as_failed_with_their_attempts() {
     assert_eq!(metrics.user_records_put, 0);
     assert_eq!(metrics.user_records_pending, 0);
 
-    // A whole request refused (HTTP 500), then the stream recovers: retried and put.
+    producer.shutdown(Duration::from_secs(1)).await;
+
+    // A whole request refused (HTTP 500), then the stream recovers: retried and put (by a
+    // producer with the default TTL, so that a slow machine does not expire the record).
     double.clear_faults();
     double.set_request_fault("InternalFailure", 500);
+    let producer = self::producer(&double, fast()).await;
     let handle = producer.send_record(record(1)).await.unwrap();
-    // Longer than the backoff cap (200 ms) the earlier failures may have left.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     double.clear_faults();
     let put = handle.await.unwrap();
     assert!(put.attempts.len() >= 2);
@@ -231,6 +234,7 @@ async fn records_past_their_ttl_come_back_as_failed_with_their_attempts() {
         put.attempts[0].error_code.as_deref(),
         Some("InternalFailure")
     );
+    assert_eq!(put.attempts[0].error_message.as_deref(), Some("injected"));
     producer.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -135,8 +135,11 @@ where
         SdkError::ResponseError(_) => "ResponseError".to_owned(),
         _ => error.code().unwrap_or("ServiceError").to_owned(),
     };
-    RequestError {
-        code,
-        message: DisplayErrorContext(&error).to_string(),
-    }
+    // A service error's own message; otherwise the whole chain of causes (a connection error's
+    // is only in its sources).
+    let message = match error.message() {
+        Some(message) => message.to_owned(),
+        None => DisplayErrorContext(&error).to_string(),
+    };
+    RequestError { code, message }
 }
