@@ -16,11 +16,15 @@ url="http://127.0.0.1:$port"
 state_dir="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/tributary-moto-$port"
 python="${PYTHON:-python3}"
 
+# Whether an HTTP server answers on the port (moto answers an unknown path with an error status,
+# which is enough; /moto-api/data.json would dump every stream's records).
 answers() {
     "$python" - "$url" <<'PY' 2>/dev/null
-import sys, urllib.request
+import sys, urllib.error, urllib.request
 try:
-    urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1).read()
+    urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=2).read(1)
+except urllib.error.HTTPError:
+    pass
 except Exception:
     sys.exit(1)
 PY
