@@ -57,16 +57,20 @@ if ! answers; then
     # moto_server is the package's entry point; `python -m moto.server` is the same program.
     setsid "$python" -m moto.server -H 127.0.0.1 -p "$port" \
         >"$state_dir/moto.log" 2>&1 </dev/null &
-    echo $! >"$state_dir/pid"
+    started=$!
     for _ in $(seq 1 100); do
         answers && break
+        kill -0 "$started" 2>/dev/null || break
         sleep 0.1
     done
     if ! answers; then
+        kill "$started" 2>/dev/null || true
         echo "start-moto.sh: moto did not answer on $url; its log:" >&2
         cat "$state_dir/moto.log" >&2
         exit 1
     fi
+    # Only a server that answers is recorded, for --stop.
+    echo "$started" >"$state_dir/pid"
     echo "start-moto.sh: moto started on $url (log: $state_dir/moto.log)" >&2
 else
     echo "start-moto.sh: moto already answers on $url" >&2
