@@ -14,6 +14,11 @@
 
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
+// `--features kinesis,bench-mimalloc`: the whole process (producer and double) on mimalloc.
+#[cfg(feature = "bench-mimalloc")]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/kinesis_common/double.rs"]
 mod double;
 
@@ -315,6 +320,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    println!(
+        "allocator: {}",
+        if cfg!(feature = "bench-mimalloc") {
+            "mimalloc"
+        } else {
+            "system"
+        }
+    );
     println!(
         "{shards} shards, limits 1000 records/s and 1 MiB/s each, events of {envelope_len} bytes, \
          {seconds} s after a {} s warm-up, the double in another process",
