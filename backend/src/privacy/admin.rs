@@ -181,3 +181,99 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     (status, axum::Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> StatusCode {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        app.clone()
+            .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn off_loopback_every_endpoint_needs_the_admin_token() {
+        let folder = tempfile::tempdir().unwrap();
+        let requests = Arc::new(PrivacyRequests::new(
+            folder.path(),
+            Default::default(),
+            None,
+            std::time::Duration::ZERO,
+        ));
+        let app = router(requests, AdminAccess::Token("s3cret".into()));
+        let body = r#"{"user_id": "u"}"#;
+        for (method, uri) in [
+            ("POST", "/v1/privacy/delete"),
+            ("POST", "/v1/privacy/suppress"),
+            ("POST", "/v1/privacy/unsuppress"),
+            ("GET", "/v1/privacy/suppressions"),
+            ("GET", "/v1/privacy/requests"),
+        ] {
+            assert_eq!(
+                call(&app, method, uri, None, body).await,
+                StatusCode::UNAUTHORIZED,
+                "{uri}"
+            );
+            assert_eq!(
+                call(&app, method, uri, Some("wrong"), body).await,
+                StatusCode::UNAUTHORIZED,
+                "{uri}"
+            );
+            assert_eq!(
+                call(&app, method, uri, Some("s3cret"), body).await,
+                StatusCode::OK,
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            requests_made(folder.path()),
+            3,
+            "only the authorized requests were carried out"
+        );
+        let closed = router(
+            Arc::new(PrivacyRequests::new(
+                folder.path(),
+                Default::default(),
+                None,
+                std::time::Duration::ZERO,
+            )),
+            AdminAccess::Closed {
+                variable: "TRIBUTARY_ADMIN_TOKEN".into(),
+            },
+        );
+        assert_eq!(
+            call(
+                &closed,
+                "POST",
+                "/v1/privacy/delete",
+                Some("anything"),
+                body
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    fn requests_made(folder: &std::path::Path) -> usize {
+        crate::privacy::AuditTrail::in_data_dir(folder)
+            .read()
+            .unwrap()
+            .len()
+    }
+}
