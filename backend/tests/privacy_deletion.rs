@@ -347,6 +347,58 @@ retry = {{ max_attempts = 1 }}
     let _ = WRITE_KEY;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_redriven_after_a_deletion_does_not_bring_the_events_back() {
+    let config = config_with(
+        r#"
+[destinations.hooks]
+kind = "webhook"
+url = "http://127.0.0.1:9/events"
+timeout_ms = 500
+retry = { max_attempts = 1 }
+"#,
+    );
+    let rules =
+        r#"[{"destination_name": "hooks", "destination_arn": "local", "enabled_events": ["*"]}]"#;
+    let server = Server::start(&config, rules);
+    let response = post(&server.url("/v1/batch"), batch(&traffic("b1"))).await;
+    assert_eq!(response.status(), 200);
+    eventually(Duration::from_secs(20), "5 events in the DLQ", || {
+        ids_in_dlq(&server).len() == 5
+    })
+    .await;
+    let backup = server.path("backup.jsonl");
+    let output = server.cli(&[
+        "dlq",
+        "backup",
+        "--out",
+        backup.to_str().unwrap(),
+        "--purge",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(ids_in_dlq(&server).is_empty());
+
+    let output = server.cli(&[
+        "privacy",
+        "delete",
+        "--user",
+        "u-del",
+        "--anonymous-id",
+        "a-del",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // The webhook still fails, so what is redriven comes back to the DLQ: the deleted users'
+    // events must not.
+    let output = server.cli(&["dlq", "redrive", "--from", backup.to_str().unwrap()]);
+    let printed = text(&output);
+    assert!(
+        printed.contains("3 events of deleted or suppressed users left out"),
+        "{printed}"
+    );
+    assert_eq!(sorted(ids_in_dlq(&server)), ["b1-keep-1", "b1-keep-2"]);
+}
+
 /// `reqwest` here is built without its `json` feature.
 trait JsonBody {
     fn json_body(self, body: &Value) -> Self;

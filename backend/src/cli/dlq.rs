@@ -6,6 +6,7 @@ use crate::dlq::backup::{self, BackupLine};
 use crate::dlq::redrive::{self, RedriveSource};
 use crate::dlq::{DeadLetterQueue, StoredMessage};
 use crate::local::build_targets;
+use crate::privacy::SuppressionFile;
 
 pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
     let config = Config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
@@ -62,20 +63,39 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
                 Some(lines) => RedriveSource::File(lines),
                 None => RedriveSource::Queue,
             };
-            let report = redrive::redrive(&dlq, &targets, source, destination.as_deref(), dry_run)
-                .await
-                .map_err(|error| error.to_string())?;
+            let privacy = SuppressionFile::in_data_dir(&config.storage.data_dir)
+                .load()
+                .map_err(|error| error.to_string())?
+                .index();
+            let report = redrive::redrive(
+                &dlq,
+                &targets,
+                source,
+                destination.as_deref(),
+                dry_run,
+                &privacy,
+            )
+            .await
+            .map_err(|error| error.to_string())?;
             for line in &report.lines {
                 println!("{line}");
             }
             println!(
-                "{}{} messages: {} events delivered, {} failed again ({} messages kept in the DLQ), {} skipped",
+                "{}{} messages: {} events delivered, {} failed again ({} messages kept in the DLQ), {} skipped{}",
                 if dry_run { "dry run: " } else { "" },
                 report.messages,
                 report.delivered,
                 report.failed,
                 report.kept,
-                report.skipped
+                report.skipped,
+                if report.privacy_dropped > 0 {
+                    format!(
+                        ", {} events of deleted or suppressed users left out",
+                        report.privacy_dropped
+                    )
+                } else {
+                    String::new()
+                }
             );
             if report.failed > 0 || report.skipped > 0 {
                 return Err("some messages were not redriven".into());
