@@ -114,7 +114,7 @@ impl PrivacyRequests {
         via: &str,
     ) -> Result<RequestRecord, PrivacyError> {
         check_subjects(&subjects)?;
-        let requested_at = OffsetDateTime::now_utc();
+        let requested_at = now();
         let id = new_request_id();
         let list = {
             let subjects = subjects.clone();
@@ -148,7 +148,7 @@ impl PrivacyRequests {
             via: via.to_owned(),
             reason,
             requested_at: rfc3339(requested_at),
-            completed_at: rfc3339(OffsetDateTime::now_utc()),
+            completed_at: rfc3339(now()),
             erasure: Some(erasure),
         };
         self.record(&record).await?;
@@ -191,7 +191,7 @@ impl PrivacyRequests {
         via: &str,
     ) -> Result<RequestRecord, PrivacyError> {
         check_subjects(&subjects)?;
-        let requested_at = OffsetDateTime::now_utc();
+        let requested_at = now();
         let list = {
             let subjects = subjects.clone();
             let reason = reason.clone();
@@ -219,7 +219,7 @@ impl PrivacyRequests {
             via: via.to_owned(),
             reason,
             requested_at: rfc3339(requested_at),
-            completed_at: rfc3339(OffsetDateTime::now_utc()),
+            completed_at: rfc3339(now()),
             erasure: None,
         };
         self.record(&record).await?;
@@ -321,6 +321,12 @@ fn check_subjects(subjects: &[Subject]) -> Result<(), PrivacyError> {
         }
     }
     Ok(())
+}
+
+/// Now, to the millisecond (as every other time Tributary writes).
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
 fn new_request_id() -> String {
