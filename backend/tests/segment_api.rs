@@ -40,21 +40,19 @@ async fn post_segment(server: &Server, path: &str, body: &Value) -> (u16, Value)
     )
 }
 
-/// The warehouse's rows by id: (name, user_id, anonymous_id, source, data, context, envelope).
-fn warehouse_rows(
-    server: &Server,
-) -> HashMap<
+/// A warehouse row: (name, user_id, anonymous_id, source, data, context, envelope).
+type Row = (
     String,
-    (
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Value,
-        Value,
-        Value,
-    ),
-> {
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Value,
+    Value,
+    Value,
+);
+
+/// The warehouse's rows by id.
+fn warehouse_rows(server: &Server) -> HashMap<String, Row> {
     let path = server.path("data/warehouse.db");
     if !path.exists() {
         return HashMap::new();
