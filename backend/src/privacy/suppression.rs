@@ -29,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -350,18 +351,23 @@ impl SuppressionFile {
         Ok((result, list))
     }
 
-    /// The file's modification time and length, to notice changes made by other processes.
-    fn stamp(&self) -> Option<(SystemTime, u64)> {
+    /// The file's inode, modification time and length, to notice changes made by other
+    /// processes (every change renames a new file into place, so the inode alone would do on
+    /// most file systems).
+    fn stamp(&self) -> Option<FileStamp> {
         let metadata = std::fs::metadata(&self.path).ok()?;
-        Some((metadata.modified().ok()?, metadata.len()))
+        Some((metadata.ino(), metadata.modified().ok()?, metadata.len()))
     }
 }
+
+/// Inode, modification time, length.
+type FileStamp = (u64, SystemTime, u64);
 
 /// The list as a running process sees it: reloaded when the file changes.
 pub struct LiveSuppressions {
     file: SuppressionFile,
     index: RwLock<Arc<SuppressionIndex>>,
-    stamp: Mutex<Option<(SystemTime, u64)>>,
+    stamp: Mutex<Option<FileStamp>>,
 }
 
 impl LiveSuppressions {
