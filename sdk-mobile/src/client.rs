@@ -5,7 +5,7 @@
 //!   never wait on the store or the network (the blocking calls say so in their names or docs).
 //! - The identity, the opt-out flag and the app version are written through the driver, in the
 //!   order the calls made them.
-//! - After `close`, every call that would queue an event fails with `Closed`.
+//! - After `shutdown`, every call that would queue an event fails with `Closed`.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -276,7 +276,7 @@ impl TributaryClient {
     /// Writes what is pending to the store and stops the driver. Undelivered events stay in the
     /// store for the next start. Later calls that queue events fail with `Closed`. Blocks for
     /// the pending writes; called by the destructor too.
-    pub fn close(&self) {
+    pub fn shutdown(&self) {
         {
             let mut state = self.shared.lock();
             state.closed = true;
@@ -436,7 +436,7 @@ impl TributaryClient {
 
 impl Drop for TributaryClient {
     fn drop(&mut self) {
-        self.close();
+        self.shutdown();
     }
 }
 

@@ -6,7 +6,7 @@
 //!   threads never wait on the disk.
 //! - `stored_through` is raised only when `poll` returned something other than storage work,
 //!   i.e. when every record up to `last_seq` was written (or left the queue, counted).
-//! - On close, the storage work already emitted is performed before the thread ends; uploads
+//! - On shutdown, the storage work already emitted is performed before the thread ends; uploads
 //!   still in flight report to a queue nobody reads, and their records stay in the store.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -21,7 +21,7 @@
 //!   emitted them; an event is stored before it is uploaded, and deleted only after its batch's
 //!   answer was 2xx (or a permanent failure, counted).
 //! - No caller thread waits on disk or network, except the documented blocking calls
-//!   (`flush_blocking`, `wait_until_stored`, `close`) and opening the client (one read).
+//!   (`flush_blocking`, `wait_until_stored`, `shutdown`) and opening the client (one read).
 //! - Every upload reports back exactly once, even when the uploader throws or panics.
 
 uniffi::setup_scaffolding!();

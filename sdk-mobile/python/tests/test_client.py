@@ -39,7 +39,7 @@ class ClientTest(unittest.TestCase):
             client = tm.TributaryClient(settings, uploader)
         else:
             client = tm.TributaryClient.with_clock(settings, uploader, clock)
-        self.addCleanup(client.close)
+        self.addCleanup(client.shutdown)
         return client, uploader
 
     def test_events_reach_the_server_with_identity_and_context(self):
@@ -79,7 +79,7 @@ class ClientTest(unittest.TestCase):
             client.flush_blocking(20_000)
         failed = client.stats()
         self.assertGreaterEqual(failed.consecutive_failures, 1)
-        client.close()
+        client.shutdown()
         self.assertEqual(sorted(queued_in_store(self.store)), sorted(ids))
 
         # The same store, now pointed at a live server: the backoff saved before the restart
@@ -147,7 +147,7 @@ class ClientTest(unittest.TestCase):
         self.assertIsNone(client.track("ignored", "{}"))
         self.assertEqual(client.stats().ignored_opted_out, 1)
         client.flush_blocking(20_000)
-        client.close()
+        client.shutdown()
 
         reopened, _ = self.open()
         self.assertTrue(reopened.is_opted_out())
@@ -219,7 +219,7 @@ class ClientTest(unittest.TestCase):
         stats = client.stats()
         self.assertTrue(stats.paused)
         self.assertEqual(stats.queued, 1)
-        client.close()
+        client.shutdown()
         self.assertEqual(queued_in_store(self.store), [event_id])
 
     def test_a_throwing_uploader_counts_as_a_connection_failure(self):
@@ -228,7 +228,7 @@ class ClientTest(unittest.TestCase):
                 raise RuntimeError("boom")
 
         client = tm.TributaryClient(config(self.server.endpoint, self.store), Throwing())
-        self.addCleanup(client.close)
+        self.addCleanup(client.shutdown)
         client.track("kept", "{}")
         with self.assertRaises(tm.TributaryError.Network) as raised:
             client.flush_blocking(20_000)
@@ -237,7 +237,7 @@ class ClientTest(unittest.TestCase):
 
     def test_calls_after_close_fail_with_closed(self):
         client, _ = self.open()
-        client.close()
+        client.shutdown()
         with self.assertRaises(tm.TributaryError.Closed):
             client.track("late", "{}")
 

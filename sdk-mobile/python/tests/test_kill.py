@@ -66,7 +66,7 @@ class KillTest(unittest.TestCase):
         self.assertEqual(stats.dropped_corrupt, 0)
         client.flush_blocking(60_000)
         self.assertEqual(client.stats().queued, 0)
-        client.close()
+        client.shutdown()
 
         must_have = [tracked[n] for n in sorted(confirmed)]
         archived = server.wait_archived(must_have, timeout=30)

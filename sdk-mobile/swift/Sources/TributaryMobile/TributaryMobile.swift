@@ -628,13 +628,6 @@ public protocol TributaryClientProtocol: AnyObject, Sendable {
     func anonymousId()  -> String
     
     /**
-     * Writes what is pending to the store and stops the driver. Undelivered events stay in the
-     * store for the next start. Later calls that queue events fail with `Closed`. Blocks for
-     * the pending writes; called by the destructor too.
-     */
-    func close() 
-    
-    /**
      * Asks for everything queued to be sent now (subject to backoff) and returns at once.
      */
     func flush() 
@@ -693,6 +686,13 @@ public protocol TributaryClientProtocol: AnyObject, Sendable {
      * Persisted.
      */
     func setOptedOut(optedOut: Bool) 
+    
+    /**
+     * Writes what is pending to the store and stops the driver. Undelivered events stay in the
+     * store for the next start. Later calls that queue events fail with `Closed`. Blocks for
+     * the pending writes; called by the destructor too.
+     */
+    func shutdown() 
     
     /**
      * What the client has done since it was opened.
@@ -859,19 +859,6 @@ open func anonymousId() -> String  {
 }
     
     /**
-     * Writes what is pending to the store and stops the driver. Undelivered events stay in the
-     * store for the next start. Later calls that queue events fail with `Closed`. Blocks for
-     * the pending writes; called by the destructor too.
-     */
-open func close()  {try! rustCall() {
-        uniffiCallStatus in
-    uniffi_tributary_mobile_fn_method_tributaryclient_close(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
      * Asks for everything queued to be sent now (subject to backoff) and returns at once.
      */
 open func flush()  {try! rustCall() {
@@ -987,6 +974,19 @@ open func setOptedOut(optedOut: Bool)  {try! rustCall() {
     uniffi_tributary_mobile_fn_method_tributaryclient_set_opted_out(
             self.uniffiCloneHandle(),
         FfiConverterBool.lower(optedOut),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Writes what is pending to the store and stops the driver. Undelivered events stay in the
+     * store for the next start. Later calls that queue events fail with `Closed`. Blocks for
+     * the pending writes; called by the destructor too.
+     */
+open func shutdown()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tributary_mobile_fn_method_tributaryclient_shutdown(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
 }
@@ -2257,9 +2257,6 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_anonymous_id() != 19416) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tributary_mobile_checksum_method_tributaryclient_close() != 51277) {
-        return InitializationResult.apiChecksumMismatch
-    }
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_flush() != 2696) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2282,6 +2279,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_set_opted_out() != 2292) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tributary_mobile_checksum_method_tributaryclient_shutdown() != 40442) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_stats() != 5664) {
