@@ -12,12 +12,15 @@
 #                                          `test-clock`), with the host library beside them:
 #                                          sdk-mobile/kotlin/generated/, sdk-mobile/python/generated/
 #                                          (not checked in; `mvn test` runs this itself)
+#   scripts/generate-bindings.sh kotlin-release DIR
+#                                          Kotlin bindings of the release API into DIR (the
+#                                          Android library: sdk-mobile/kotlin/android/build-android.sh)
 #   scripts/generate-bindings.sh           swift, then test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 mode=${1:-all}
-case "$mode" in all | swift | --check | test) ;; *) echo "usage: $0 [swift|--check|test]" >&2; exit 2 ;; esac
+case "$mode" in all | swift | --check | test | kotlin-release) ;; *) echo "usage: $0 [swift|--check|test|kotlin-release DIR]" >&2; exit 2 ;; esac
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 source scripts/lib/toolchain.sh
@@ -122,6 +125,15 @@ swift) generate_swift "$mobile/swift" ;;
     echo "the Swift bindings and package files match the Rust API"
     ;;
 test) generate_test_bindings ;;
+kotlin-release)
+    out=${2:?"usage: $0 kotlin-release DIR"}
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    build_library bindgen "$scratch/lib"
+    rm -rf "$out"
+    "$bindgen" generate "$scratch/lib/$lib_name" --language kotlin --out-dir "$out" \
+        --no-format --config "$config" >/dev/null
+    ;;
 all)
     generate_swift "$mobile/swift"
     generate_test_bindings
