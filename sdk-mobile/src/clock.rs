@@ -1,5 +1,5 @@
 //! Where the client reads the time: the system clock, or (feature `test-clock`) a
-//! [`ManualClock`] the tests move by hand from Kotlin or Python.
+//! `ManualClock` the tests move by hand from Kotlin or Python.
 //!
 //! The core never reads a clock; every timestamp it sees (event time, flush interval, backoff,
 //! give-up age) comes from here, so a manual clock drives all of them.

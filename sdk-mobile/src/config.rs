@@ -8,7 +8,7 @@ use tributary_core::Policy;
 use crate::error::{TributaryError, invalid};
 
 /// The client's settings. Only `write_key`, `endpoint` and `store_path` are required; the rest
-/// default to [the SDK defaults](../docs/SDK_DEFAULTS.md).
+/// default to the SDK defaults (docs/SDK_DEFAULTS.md in the repository).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct ClientConfig {
     /// The source's write key (sent as `Authorization: Bearer KEY`).

@@ -9,7 +9,7 @@
 //!
 //! - [`client`]: the exported client object and its calls.
 //! - [`config`]: what the app configures.
-//! - [`driver`]: the thread that drives the core (storage, uploads, timers).
+//! - `driver`: the thread that drives the core (storage, uploads, timers).
 //! - [`upload`]: the uploader interface the platform implements (OkHttp, URLSession, urllib).
 //! - [`lifecycle`]: the Application Installed/Updated/Opened/Backgrounded events.
 //! - [`clock`]: the system clock, and the manual one of test builds (`test-clock`).

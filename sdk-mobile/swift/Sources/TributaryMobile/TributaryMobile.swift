@@ -1370,7 +1370,7 @@ public func FfiConverterTypeUploader_lower(_ value: Uploader) -> UInt64 {
 
 /**
  * The client's settings. Only `write_key`, `endpoint` and `store_path` are required; the rest
- * default to [the SDK defaults](../docs/SDK_DEFAULTS.md).
+ * default to the SDK defaults (docs/SDK_DEFAULTS.md in the repository).
  */
 public struct ClientConfig: Equatable, Hashable {
     /**

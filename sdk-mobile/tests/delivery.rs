@@ -1,0 +1,94 @@
+//! Events go out in batches through the uploader, stamped with identity, source and context.
+
+mod common;
+
+use common::{FakeUploader, open};
+
+#[test]
+fn a_flush_sends_every_event_with_its_identity_and_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    let first = client
+        .track("login".into(), r#"{"method": "sso"}"#.into())
+        .unwrap()
+        .unwrap();
+    client
+        .identify(Some("user-42".into()), r#"{"plan": "pro"}"#.into())
+        .unwrap();
+    client.screen("Home".into(), String::new()).unwrap();
+    client.flush_blocking(10_000).unwrap();
+
+    let requests = uploader.requests.lock().unwrap().clone();
+    let request = &requests[0];
+    assert_eq!(request.url, "https://ingest.example.com/v1/batch");
+    assert_eq!(request.headers["Authorization"], "Bearer test-key");
+    assert_eq!(request.headers["Content-Type"], "application/json");
+    let events = uploader.events();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["id"], first);
+    assert_eq!(events[0]["data"]["method"], "sso");
+    assert_eq!(events[0]["source"], "android");
+    assert_eq!(events[0]["anonymous_id"], client.anonymous_id());
+    assert_eq!(events[0]["context"]["app"]["name"], "tests");
+    assert_eq!(events[0]["context"]["library"]["name"], "tributary-mobile");
+    assert_eq!(events[1]["name"], "$identify");
+    assert_eq!(events[2]["name"], "$screen");
+    assert_eq!(events[2]["user_id"], "user-42");
+    assert_eq!(events[2]["context"]["traits"]["plan"], "pro");
+    let stats = client.stats();
+    assert_eq!((stats.delivered, stats.queued, stats.uploads), (3, 0, 1));
+}
+
+#[test]
+fn twenty_events_flush_without_being_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    for i in 0..20 {
+        client
+            .track("tick".into(), format!(r#"{{"i": {i}}}"#))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client.stats().delivered < 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(client.stats().delivered, 20);
+    assert_eq!(uploader.requests.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn many_threads_track_at_once_and_every_event_goes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                (0..200)
+                    .map(|i| {
+                        client
+                            .track("t".into(), format!(r#"{{"thread": {thread}, "i": {i}}}"#))
+                            .unwrap()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    client.flush_blocking(20_000).unwrap();
+    let mut sent: Vec<String> = uploader
+        .events()
+        .iter()
+        .map(|event| event["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    sent.sort();
+    assert_eq!(sent, ids);
+}
