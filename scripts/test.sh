@@ -52,4 +52,12 @@ stage "demo (scripts/demo.sh --check)" env TRIBUTARY_LISTEN=127.0.0.1:0 bash scr
 # The status page in headless Chromium (installs chromium and the npm packages when missing).
 stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-browser.sh
 
+# sdk-mobile (issue 7). The Swift files: the generated bindings, FFI header, module map and
+# Package.swift regenerated from the Rust library and compared with the checked-in ones, then
+# every Swift file parsed with tree-sitter-swift (npm, installed when missing; no Swift compiler
+# runs on Linux). Then the bindings' tests against a real `tributary serve`: Python (with the
+# kill -9 test) and Kotlin (`mvn test`; Maven and a JDK installed when missing).
+stage "sdk-mobile Swift checks (scripts/check-swift.sh)" bash scripts/check-swift.sh
+stage "sdk-mobile binding tests: Python, kill -9, Kotlin (scripts/test-mobile.sh)" bash scripts/test-mobile.sh
+
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

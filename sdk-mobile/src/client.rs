@@ -203,8 +203,9 @@ impl TributaryClient {
     /// main thread (a test, a background task about to end).
     ///
     /// # Errors
-    /// `Network` when an upload failed while waiting (the events stay queued and are retried);
-    /// `Timeout` after `timeout_millis`; `Closed`.
+    /// `Network` when an upload failed while waiting, or at once when the queue is backing off
+    /// after earlier failures and its next attempt comes after the timeout (the events stay
+    /// queued and are retried); `Timeout` after `timeout_millis`; `Closed`.
     pub fn flush_blocking(&self, timeout_millis: u64) -> Result<(), TributaryError> {
         let deadline = Instant::now() + Duration::from_millis(timeout_millis);
         let mut state = self.open_state()?;
@@ -226,6 +227,9 @@ impl TributaryClient {
             }
             if state.closed {
                 return Err(TributaryError::Closed);
+            }
+            if let Some(reason) = self.backoff_outlasts(&state, deadline) {
+                return Err(TributaryError::Network { reason });
             }
             state = self.wait_until(state, deadline, timeout_millis)?;
         }
@@ -416,6 +420,25 @@ impl TributaryClient {
             return Err(TributaryError::Closed);
         }
         Ok(state)
+    }
+
+    /// Why waiting is pointless: no upload is in flight and the next attempt (a backoff after
+    /// earlier failures, maybe from before a restart) comes after `deadline`.
+    fn backoff_outlasts(&self, state: &State, deadline: Instant) -> Option<String> {
+        if state.queue.uploads_in_flight() > 0 {
+            return None;
+        }
+        let not_before = state.queue.retry_state().not_before()?;
+        let now = self.shared.clock.now();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if not_before <= now.saturating_add(left) {
+            return None;
+        }
+        let wait = not_before.saturating_duration_since(now).as_secs();
+        Some(match &state.last_failure {
+            Some(failure) => format!("{failure}; next attempt in {wait} s"),
+            None => format!("retrying after earlier failures; next attempt in {wait} s"),
+        })
     }
 
     fn wait_until<'a>(

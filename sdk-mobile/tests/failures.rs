@@ -101,3 +101,21 @@ fn calls_after_shutdown_fail_with_closed() {
     );
     assert_eq!(client.flush_blocking(100), Err(TributaryError::Closed));
 }
+
+#[test]
+fn a_flush_that_cannot_outlast_the_backoff_says_so_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A refused key pauses the queue for the cap delay (300 s).
+    let uploader = FakeUploader::new([Answer::Status(401)]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    client.track("kept".into(), String::new()).unwrap();
+    assert!(client.flush_blocking(10_000).is_err());
+    let started = std::time::Instant::now();
+    let error = client.flush_blocking(10_000).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        matches!(&error, TributaryError::Network { reason } if reason.contains("401") && reason.contains("next attempt in")),
+        "{error}"
+    );
+    assert_eq!(client.stats().queued, 1);
+}

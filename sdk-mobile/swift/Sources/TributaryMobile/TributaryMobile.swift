@@ -637,8 +637,9 @@ public protocol TributaryClientProtocol: AnyObject, Sendable {
      * main thread (a test, a background task about to end).
      *
      * # Errors
-     * `Network` when an upload failed while waiting (the events stay queued and are retried);
-     * `Timeout` after `timeout_millis`; `Closed`.
+     * `Network` when an upload failed while waiting, or at once when the queue is backing off
+     * after earlier failures and its next attempt comes after the timeout (the events stay
+     * queued and are retried); `Timeout` after `timeout_millis`; `Closed`.
      */
     func flushBlocking(timeoutMillis: UInt64) throws 
     
@@ -874,8 +875,9 @@ open func flush()  {try! rustCall() {
      * main thread (a test, a background task about to end).
      *
      * # Errors
-     * `Network` when an upload failed while waiting (the events stay queued and are retried);
-     * `Timeout` after `timeout_millis`; `Closed`.
+     * `Network` when an upload failed while waiting, or at once when the queue is backing off
+     * after earlier failures and its next attempt comes after the timeout (the events stay
+     * queued and are retried); `Timeout` after `timeout_millis`; `Closed`.
      */
 open func flushBlocking(timeoutMillis: UInt64)throws   {try rustCallWithError(FfiConverterTypeTributaryError_lift) {
         uniffiCallStatus in
@@ -2260,7 +2262,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_flush() != 2696) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tributary_mobile_checksum_method_tributaryclient_flush_blocking() != 4568) {
+    if (uniffi_tributary_mobile_checksum_method_tributaryclient_flush_blocking() != 48838) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_group() != 43049) {
