@@ -65,8 +65,12 @@ class Server:
         self.dir = data_dir or tempfile.mkdtemp(prefix="tributary-mobile-serve-")
         self.out = open(os.path.join(self.dir, "serve.out"), "w+")
         self.log = open(os.path.join(self.dir, "serve.log"), "w")
+        binary = tributary_bin()
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError(f"no tributary binary at {binary}: build it (cargo build -p "
+                               "tributary-backend --bin tributary) or set TRIBUTARY_BIN")
         self.process = subprocess.Popen(
-            [tributary_bin(), "serve", "--listen", listen],
+            [binary, "serve", "--listen", listen],
             cwd=self.dir, stdout=self.out, stderr=self.log,
         )
         self.address = None

@@ -21,6 +21,9 @@ class TestServer : AutoCloseable {
                 System.getenv("CARGO_TARGET_DIR") ?: "${System.getProperty("user.home")}/.cache/tributary-target",
                 "debug/tributary",
             ).path
+        check(File(binary).canExecute()) {
+            "no tributary binary at $binary: build it (cargo build -p tributary-backend --bin tributary) or set TRIBUTARY_BIN"
+        }
         process = ProcessBuilder(binary, "serve", "--listen", "127.0.0.1:0")
             .directory(dir)
             .redirectOutput(out)
