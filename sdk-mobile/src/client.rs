@@ -248,13 +248,15 @@ impl TributaryClient {
         let store_errors = state.store_errors;
         state.changed(&self.shared);
         loop {
-            if state.stored_through >= target && state.meta_writes.is_empty() {
-                return Ok(());
-            }
+            // A failed write still lets `stored_through` move on (the events stay in memory):
+            // look at the errors first.
             if state.store_errors > store_errors {
                 return Err(TributaryError::Storage {
                     reason: "a store write failed".into(),
                 });
+            }
+            if state.stored_through >= target && state.meta_writes.is_empty() {
+                return Ok(());
             }
             if state.driver_done {
                 return Err(TributaryError::Closed);

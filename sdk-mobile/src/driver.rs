@@ -118,13 +118,16 @@ impl Driver {
         let mut state = self.shared.lock();
         loop {
             if !state.meta_writes.is_empty() {
-                let writes = std::mem::take(&mut state.meta_writes);
+                // They leave the list only once written, so `wait_until_stored` waits for them;
+                // calls meanwhile only append.
+                let writes = state.meta_writes.clone();
                 drop(state);
                 let failed = writes
                     .iter()
                     .filter(|(key, value)| self.store.set_meta(key, value).is_err())
                     .count();
                 state = self.shared.lock();
+                state.meta_writes.drain(..writes.len());
                 state.store_errors += failed as u64;
                 continue;
             }
