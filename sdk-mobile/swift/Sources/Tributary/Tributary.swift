@@ -79,6 +79,8 @@ public final class Tributary {
     /// The generated client, for what the wrapper does not cover.
     public let client: TributaryClient
     private var lifecycle: AppLifecycle?
+    /// The NetworkObserver where the Network framework exists.
+    private var network: AnyObject?
 
     /// Opens the store (one read: create it off the main thread) and starts the client.
     public init(configuration: TributaryConfiguration, uploader: Uploader = URLSessionUploader()) throws {
@@ -87,6 +89,9 @@ public final class Tributary {
         } catch {
             throw TributaryFailure(error)
         }
+        #if canImport(Network)
+        network = NetworkObserver(client: client)
+        #endif
         if configuration.trackLifecycleEvents {
             lifecycle = AppLifecycle(tributary: self)
         }

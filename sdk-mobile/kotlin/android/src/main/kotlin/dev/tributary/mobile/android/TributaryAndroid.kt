@@ -3,6 +3,7 @@ package dev.tributary.mobile.android
 import android.content.Context
 import android.content.pm.PackageManager
 import android.net.ConnectivityManager
+import android.net.Network
 import android.net.NetworkCapabilities
 import android.os.Build
 import androidx.lifecycle.DefaultLifecycleObserver
@@ -39,6 +40,7 @@ object TributaryAndroid {
                     context = AndroidContext.collect(app),
                 ),
             )
+            AndroidContext.watchNetwork(app, tributary)
             val (version, build) = AndroidContext.versionAndBuild(app)
             val lifecycle = AppLifecycle(tributary, version, build)
             android.os.Handler(android.os.Looper.getMainLooper()).post {
@@ -85,11 +87,31 @@ object AndroidContext {
 
     private fun network(context: Context): Map<String, Any?> {
         val manager = context.getSystemService(ConnectivityManager::class.java) ?: return emptyMap()
-        val capabilities = manager.getNetworkCapabilities(manager.activeNetwork) ?: return mapOf("connected" to false)
-        return mapOf(
-            "connected" to true,
-            "wifi" to capabilities.hasTransport(NetworkCapabilities.TRANSPORT_WIFI),
-            "cellular" to capabilities.hasTransport(NetworkCapabilities.TRANSPORT_CELLULAR),
-        )
+        return describe(manager.getNetworkCapabilities(manager.activeNetwork))
+    }
+
+    private fun describe(capabilities: NetworkCapabilities?): Map<String, Any?> =
+        if (capabilities == null) {
+            mapOf("connected" to false, "wifi" to false, "cellular" to false)
+        } else {
+            mapOf(
+                "connected" to true,
+                "wifi" to capabilities.hasTransport(NetworkCapabilities.TRANSPORT_WIFI),
+                "cellular" to capabilities.hasTransport(NetworkCapabilities.TRANSPORT_CELLULAR),
+            )
+        }
+
+    /** Keeps `context.network` current as the default network changes. */
+    fun watchNetwork(context: Context, tributary: Tributary) {
+        val manager = context.getSystemService(ConnectivityManager::class.java) ?: return
+        manager.registerDefaultNetworkCallback(object : ConnectivityManager.NetworkCallback() {
+            override fun onCapabilitiesChanged(network: Network, capabilities: NetworkCapabilities) {
+                runCatching { tributary.updateContext(mapOf("network" to describe(capabilities))) }
+            }
+
+            override fun onLost(network: Network) {
+                runCatching { tributary.updateContext(mapOf("network" to describe(null))) }
+            }
+        })
     }
 }
