@@ -3,8 +3,9 @@
 use tributary_core::queue::Counters;
 
 /// What the client has done since it was opened. Events add up:
-/// `tracked + restored = delivered + dropped + evicted + queued` (with `dropped` the sum of its
-/// kinds, `dropped_invalid` excepted: an invalid event is never queued).
+/// `tracked + restored = delivered + dropped + evicted + queued`, with `dropped` the sum of
+/// `dropped_rejected`, `dropped_permanent`, `dropped_too_large` and `dropped_expired` (an invalid
+/// event is never queued; a corrupt record is never restored).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct ClientStats {
     /// Events waiting or in flight now.

@@ -92,3 +92,28 @@ fn many_threads_track_at_once_and_every_event_goes_once() {
     sent.sort();
     assert_eq!(sent, ids);
 }
+
+#[test]
+fn the_counters_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([common::Answer::Status(400)]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    for i in 0..30 {
+        client
+            .track("tick".into(), format!(r#"{{"i": {i}}}"#))
+            .unwrap();
+    }
+    assert!(client.track(String::new(), String::new()).is_err());
+    client.flush_blocking(10_000).unwrap();
+    let stats = client.stats();
+    let dropped = stats.dropped_rejected
+        + stats.dropped_permanent
+        + stats.dropped_too_large
+        + stats.dropped_expired;
+    assert_eq!(stats.dropped_invalid, 1);
+    assert!(stats.dropped_permanent > 0);
+    assert_eq!(
+        stats.tracked + stats.restored,
+        stats.delivered + dropped + stats.evicted + stats.queued
+    );
+}
