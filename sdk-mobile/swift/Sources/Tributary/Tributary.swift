@@ -196,8 +196,6 @@ enum JSONText {
             return String(number)
         case is String, is NSNumber, is NSNull, is Bool, is Int, is Double:
             return value
-        case Optional<Any>.none:
-            return NSNull()
         default:
             return String(describing: value)
         }
