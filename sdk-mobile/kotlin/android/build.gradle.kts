@@ -10,7 +10,8 @@ android {
     namespace = "dev.tributary.mobile"
     compileSdk = 35
     defaultConfig {
-        minSdk = 24
+        // java.time (Configuration's durations) without desugaring.
+        minSdk = 26
         consumerProguardFiles("consumer-rules.pro")
     }
     sourceSets["main"].apply {

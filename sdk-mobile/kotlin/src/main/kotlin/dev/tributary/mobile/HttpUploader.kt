@@ -47,9 +47,16 @@ class HttpUploader : Uploader {
         }
     }
 
+    /** Reads at most [MAX_RESPONSE_BYTES] (no `readNBytes`: Android has it only from API 33). */
     private fun readLimited(stream: InputStream): ByteArray {
-        val bytes = stream.readNBytes(MAX_RESPONSE_BYTES)
-        return bytes
+        val out = java.io.ByteArrayOutputStream()
+        val buffer = ByteArray(8192)
+        while (out.size() < MAX_RESPONSE_BYTES) {
+            val read = stream.read(buffer, 0, minOf(buffer.size, MAX_RESPONSE_BYTES - out.size()))
+            if (read < 0) break
+            out.write(buffer, 0, read)
+        }
+        return out.toByteArray()
     }
 
     private companion object {
