@@ -117,3 +117,46 @@ fn the_counters_add_up() {
         stats.delivered + dropped + stats.evicted + stats.queued
     );
 }
+
+#[test]
+fn every_call_from_many_threads_at_once_keeps_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    let threads: Vec<_> = (0..6)
+        .map(|thread| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let mut queued = 0;
+                for i in 0..100 {
+                    let outcome = match (thread + i) % 6 {
+                        0 => client.track("t".into(), String::new()),
+                        1 => client.screen("S".into(), String::new()),
+                        2 => client.identify(Some(format!("user-{thread}")), "{}".into()),
+                        3 => client.group("g".into(), String::new()),
+                        4 => {
+                            client.reset();
+                            client.flush();
+                            let _ = client.stats();
+                            continue;
+                        }
+                        _ => {
+                            client
+                                .update_context(r#"{"network": {"wifi": true}}"#.into())
+                                .unwrap();
+                            client.wait_until_stored(10_000).unwrap();
+                            continue;
+                        }
+                    };
+                    assert!(outcome.unwrap().is_some());
+                    queued += 1;
+                }
+                queued
+            })
+        })
+        .collect();
+    let queued: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    client.flush_blocking(20_000).unwrap();
+    assert_eq!(client.stats().delivered, queued);
+    assert_eq!(uploader.events().len() as u64, queued);
+}
