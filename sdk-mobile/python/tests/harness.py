@@ -83,7 +83,8 @@ class Server:
             if self.address:
                 break
             if self.process.poll() is not None:
-                raise RuntimeError("tributary serve exited: " + open(os.path.join(self.dir, "serve.log")).read())
+                with open(os.path.join(self.dir, "serve.log")) as log:
+                    raise RuntimeError("tributary serve exited: " + log.read())
             time.sleep(0.05)
         if not self.address:
             raise RuntimeError("tributary serve did not start within 30 s")

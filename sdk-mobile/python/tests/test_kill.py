@@ -16,6 +16,11 @@ from harness import HERE, Server, UrllibUploader, config, tm
 ROUNDS = 4
 
 
+def read(path):
+    with open(path) as file:
+        return file.read()
+
+
 class KillTest(unittest.TestCase):
     def test_kill_9_during_uploads_loses_nothing(self):
         server = Server()
@@ -44,14 +49,14 @@ class KillTest(unittest.TestCase):
                 while time.time() < deadline and (
                     self._stored(output_path) < first + 100 or not self._delivered_from(server, first)
                 ):
-                    self.assertIsNone(child.poll(), open(output_path).read())
+                    self.assertIsNone(child.poll(), read(output_path))
                     time.sleep(0.02)
                 time.sleep(rng.uniform(0.0, 0.3))
                 os.kill(child.pid, signal.SIGKILL)
                 child.wait()
             # The last line may be cut short by the kill: only whole lines count.
             stored_through = first - 1
-            for line in open(output_path).read().splitlines():
+            for line in read(output_path).splitlines():
                 parts = line.split()
                 if len(parts) == 3 and parts[0] == "event" and len(parts[2]) == 36:
                     tracked[int(parts[1])] = parts[2]
@@ -84,7 +89,8 @@ class KillTest(unittest.TestCase):
         # arrived are the ones tracked.
         self.assertTrue(confirmed <= set(by_number))
         unconfirmed = set(tracked) - confirmed
-        print(f"\nkill -9 x{ROUNDS}: {len(confirmed)} stored events all delivered once, "
+        print(f"\nkill -9 x{ROUNDS}: {stats.restored} events still queued at the reopen; "
+              f"{len(confirmed)} stored events all delivered once, "
               f"{len(unconfirmed & set(by_number))} of {len(unconfirmed)} unconfirmed ones too",
               file=sys.stderr)
 
@@ -96,7 +102,7 @@ class KillTest(unittest.TestCase):
     @staticmethod
     def _stored(path):
         stored = -1
-        for line in open(path).read().splitlines():
+        for line in read(path).splitlines():
             if line.startswith("stored "):
                 stored = int(line.split()[1])
         return stored
