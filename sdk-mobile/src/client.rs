@@ -20,8 +20,9 @@ use tributary_core::{DeliveryQueue, Envelope, Identity};
 
 use crate::clock::Clock;
 use crate::config::{ClientConfig, parse_object};
-use crate::driver::{Driver, Shared, State};
+use crate::driver::{Driver, Listener, Shared, State};
 use crate::error::TributaryError;
+use crate::listener::DeliveryListener;
 use crate::stats::ClientStats;
 use crate::upload::Uploader;
 
@@ -265,6 +266,16 @@ impl TributaryClient {
         }
     }
 
+    /// Sets (or with `None` removes) the app's listener: it is told of every delivery, drop,
+    /// eviction, retry and pause from now on, on the client's thread (return quickly).
+    pub fn set_listener(&self, listener: Option<Arc<dyn DeliveryListener>>) {
+        let mut state = self.shared.lock();
+        state.listener = listener.map(Listener);
+        if state.listener.is_none() {
+            state.notifications.clear();
+        }
+    }
+
     /// What the client has done since it was opened.
     pub fn stats(&self) -> ClientStats {
         let state = self.shared.lock();
@@ -360,6 +371,8 @@ impl TributaryClient {
             ignored_opted_out: 0,
             failures: 0,
             last_failure: None,
+            listener: None,
+            notifications: std::collections::VecDeque::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -411,9 +424,10 @@ impl TributaryClient {
             }
         }
         let now = self.shared.clock.now();
-        let id = state.queue.enqueue(envelope, now)?;
+        let queued = state.queue.enqueue(envelope, now);
+        // A refused event is a notification too: wake the driver either way.
         state.changed(&self.shared);
-        Ok(Some(id))
+        Ok(Some(queued?))
     }
 
     pub(crate) fn open_state(&self) -> Result<std::sync::MutexGuard<'_, State>, TributaryError> {

@@ -6,9 +6,11 @@
 //!   threads never wait on the disk.
 //! - `stored_through` is raised only when `poll` returned something other than storage work,
 //!   i.e. when every record up to `last_seq` was written (or left the queue, counted).
+//! - The app's listener is called here, outside the lock, after the work that caused it.
 //! - On shutdown, the storage work already emitted is performed before the thread ends; uploads
 //!   still in flight report to a queue nobody reads, and their records stay in the store.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -19,6 +21,7 @@ use tributary_core::{DeliveryQueue, Identity, UploadOutcome, Work};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::listener::{DeliveryEvent, DeliveryListener, MAX_PENDING};
 use crate::upload::{UploadError, UploadRequest, Uploader};
 
 /// The longest the driver sleeps without looking at the queue (a safety net; every change
@@ -49,16 +52,29 @@ pub(crate) struct State {
     /// Upload failures (retryable or paused) since the client opened, and the last one's cause.
     pub(crate) failures: u64,
     pub(crate) last_failure: Option<String>,
+    /// The app's listener, and what it has not been told yet (only kept while it is set).
+    pub(crate) listener: Option<Listener>,
+    pub(crate) notifications: VecDeque<DeliveryEvent>,
+}
+
+/// The app's listener (a foreign object: no `Debug`).
+#[derive(Clone)]
+pub(crate) struct Listener(pub(crate) Arc<dyn DeliveryListener>);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Listener")
+    }
 }
 
 impl State {
     /// Reads the core's notifications: failures for `flush_blocking`.
     pub(crate) fn publish(&mut self) {
         for event in self.queue.take_events() {
-            match event {
+            match &event {
                 QueueEvent::RetryScheduled { cause, .. } => {
                     self.failures += 1;
-                    self.last_failure = Some(cause);
+                    self.last_failure = Some(cause.clone());
                 }
                 QueueEvent::Paused { status, .. } => {
                     self.failures += 1;
@@ -67,6 +83,12 @@ impl State {
                 QueueEvent::Delivered { .. }
                 | QueueEvent::Dropped { .. }
                 | QueueEvent::Evicted { .. } => {}
+            }
+            if self.listener.is_some() {
+                if self.notifications.len() == MAX_PENDING {
+                    self.notifications.pop_front();
+                }
+                self.notifications.push_back(DeliveryEvent::from(event));
             }
         }
     }
@@ -156,6 +178,18 @@ impl Driver {
             }
             state.publish();
             self.shared.changed.notify_all();
+            if !state.notifications.is_empty()
+                && let Some(listener) = state.listener.clone()
+            {
+                let events = std::mem::take(&mut state.notifications);
+                drop(state);
+                for event in events {
+                    // A listener that throws or panics must not stop deliveries.
+                    let _ = catch_unwind(AssertUnwindSafe(|| listener.0.on_event(event)));
+                }
+                state = self.shared.lock();
+                continue;
+            }
             if state.closed {
                 state.driver_done = true;
                 self.shared.changed.notify_all();

@@ -12,6 +12,7 @@
 //! - `driver`: the thread that drives the core (storage, uploads, timers).
 //! - [`upload`]: the uploader interface the platform implements (OkHttp, URLSession, urllib).
 //! - [`lifecycle`]: the Application Installed/Updated/Opened/Backgrounded events.
+//! - [`listener`]: what the app can observe (deliveries, drops, evictions, retries, pauses).
 //! - [`clock`]: the system clock, and the manual one of test builds (`test-clock`).
 //! - [`stats`]: the counters the app can read.
 //! - [`error`]: the FFI error enum.
@@ -32,6 +33,7 @@ pub mod config;
 mod driver;
 pub mod error;
 pub mod lifecycle;
+pub mod listener;
 pub mod stats;
 pub mod upload;
 
@@ -40,5 +42,6 @@ pub use client::TributaryClient;
 pub use clock::ManualClock;
 pub use config::ClientConfig;
 pub use error::TributaryError;
+pub use listener::{DeliveryEvent, DeliveryListener};
 pub use stats::ClientStats;
 pub use upload::{UploadError, UploadRequest, UploadResponse, Uploader};

@@ -215,6 +215,13 @@ class ClientTest(unittest.TestCase):
 
     def test_a_refused_write_key_pauses_and_keeps_everything(self):
         client, _ = self.open(write_key="wrong-key")
+        heard = []
+
+        class Recorder(tm.DeliveryListener):
+            def on_event(self, event):
+                heard.append(event)
+
+        client.set_listener(Recorder())
         event_id = client.track("kept", "{}")
         with self.assertRaises(tm.TributaryError.Network) as raised:
             client.flush_blocking(20_000)
@@ -222,6 +229,10 @@ class ClientTest(unittest.TestCase):
         stats = client.stats()
         self.assertTrue(stats.paused)
         self.assertEqual(stats.queued, 1)
+        deadline = time.time() + 10
+        while not heard and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(heard and heard[0].is_paused() and heard[0].status == 401, heard)
         client.shutdown()
         self.assertEqual(queued_in_store(self.store), [event_id])
 

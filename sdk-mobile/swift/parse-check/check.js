@@ -5,7 +5,9 @@
 // use; before parsing, exactly these spans are blanked with spaces (so lines and columns hold):
 // - `#if swift(>=5.8)` and `#endif` lines around a lone `@_documentation(...)` attribute line
 //   (a compiler directive between an attribute and its declaration);
-// - the `nonisolated(unsafe)` modifier (Swift 5.10).
+// - the `nonisolated(unsafe)` modifier (Swift 5.10);
+// - a closure whose body is the empty tuple, `{ () }` (uniffi's `writeReturn` of a callback
+//   method returning nothing): the `()` is blanked, leaving an empty closure.
 // Everything else must parse as it is.
 "use strict";
 const fs = require("fs");
@@ -40,7 +42,8 @@ function maskGrammarGaps(source) {
             /^([ \t]*#if swift\(>=5\.8\)[ \t]*)\n([ \t]*@_documentation\([^)\n]*\)[ \t]*)\n([ \t]*#endif[ \t]*)$/gm,
             (_, open, attribute, close) => `${blank(open)}\n${attribute}\n${blank(close)}`,
         )
-        .replace(/\bnonisolated\(unsafe\)/g, blank);
+        .replace(/\bnonisolated\(unsafe\)/g, blank)
+        .replace(/\{ \(\) \}/g, "{    }");
 }
 
 for (const file of files) {

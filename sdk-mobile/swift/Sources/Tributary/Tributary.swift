@@ -156,6 +156,12 @@ public final class Tributary {
     public var userId: String? { client.userId() }
     public var stats: ClientStats { client.stats() }
 
+    /// Hears every delivery, drop, eviction, retry and pause from now on (nil stops), on the
+    /// client's thread: return quickly.
+    public func onDelivery(_ handler: ((DeliveryEvent) -> Void)?) {
+        client.setListener(listener: handler.map { ClosureListener(handler: $0) })
+    }
+
     /// Merges values into the context of later events (a changed network, locale, …).
     public func updateContext(_ context: [String: Any]) throws {
         try call { try client.updateContext(contextJson: try JSONText.encode(context)) }
@@ -169,6 +175,19 @@ public final class Tributary {
         } catch {
             throw TributaryFailure(error)
         }
+    }
+}
+
+/// Adapts a closure to the generated listener protocol.
+final class ClosureListener: DeliveryListener, @unchecked Sendable {
+    private let handler: (DeliveryEvent) -> Void
+
+    init(handler: @escaping (DeliveryEvent) -> Void) {
+        self.handler = handler
+    }
+
+    func onEvent(event: DeliveryEvent) {
+        handler(event)
     }
 }
 

@@ -608,6 +608,216 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * Observes deliveries; implemented by the app. Return quickly: the driver thread waits for it.
+ */
+public protocol DeliveryListener: AnyObject, Sendable {
+    
+    /**
+     * Called once per notification, in order.
+     */
+    func onEvent(event: DeliveryEvent) 
+    
+}
+/**
+ * Observes deliveries; implemented by the app. Return quickly: the driver thread waits for it.
+ */
+open class DeliveryListenerImpl: DeliveryListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tributary_mobile_fn_clone_deliverylistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tributary_mobile_fn_free_deliverylistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Called once per notification, in order.
+     */
+open func onEvent(event: DeliveryEvent)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tributary_mobile_fn_method_deliverylistener_on_event(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDeliveryEvent_lower(event),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceDeliveryListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceDeliveryListener = UniffiVTableCallbackInterfaceDeliveryListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeDeliveryListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface DeliveryListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeDeliveryListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface DeliveryListener: handle missing in uniffiClone")
+            }
+        },
+        onEvent: { (
+            uniffiHandle: UInt64,
+            event: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDeliveryListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onEvent(
+                     event: try FfiConverterTypeDeliveryEvent_lift(event)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceDeliveryListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceDeliveryListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitDeliveryListener() {
+    uniffi_tributary_mobile_fn_init_callback_vtable_deliverylistener(UniffiCallbackInterfaceDeliveryListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeliveryListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<DeliveryListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = DeliveryListener
+
+    public static func lift(_ handle: UInt64) throws -> DeliveryListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DeliveryListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: DeliveryListener) -> UInt64 {
+         if let rustImpl = value as? DeliveryListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeliveryListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DeliveryListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryListener_lift(_ handle: UInt64) throws -> DeliveryListener {
+    return try FfiConverterTypeDeliveryListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryListener_lower(_ value: DeliveryListener) -> UInt64 {
+    return FfiConverterTypeDeliveryListener.lower(value)
+}
+
+
+
+
+
+
+/**
  * A Tributary client: queues events durably and sends them in batches through the app's
  * [`Uploader`]. Thread-safe; open one per store file and share it.
  */
@@ -680,6 +890,12 @@ public protocol TributaryClientProtocol: AnyObject, Sendable {
      * As [`TributaryClient::track`].
      */
     func screen(name: String, propertiesJson: String) throws  -> String?
+    
+    /**
+     * Sets (or with `None` removes) the app's listener: it is told of every delivery, drop,
+     * eviction, retry and pause from now on, on the client's thread (return quickly).
+     */
+    func setListener(listener: DeliveryListener?) 
     
     /**
      * Stops (`true`) or resumes tracking. While opted out, events are ignored (counted in
@@ -964,6 +1180,19 @@ open func screen(name: String, propertiesJson: String)throws  -> String?  {
         FfiConverterString.lower(propertiesJson),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Sets (or with `None` removes) the app's listener: it is told of every delivery, drop,
+     * eviction, retry and pause from now on, on the client's thread (return quickly).
+     */
+open func setListener(listener: DeliveryListener?)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tributary_mobile_fn_method_tributaryclient_set_listener(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionTypeDeliveryListener.lower(listener),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -1907,6 +2136,165 @@ public func FfiConverterTypeUploadResponse_lower(_ value: UploadResponse) -> Rus
 
 
 /**
+ * One thing that happened to queued events.
+ */
+
+public enum DeliveryEvent: Equatable, Hashable {
+    
+    /**
+     * The ingest accepted a batch.
+     */
+    case delivered(
+        /**
+         * Events delivered.
+         */count: UInt64
+    )
+    /**
+     * Events were dropped.
+     */
+    case dropped(
+        /**
+         * How many.
+         */count: UInt64, 
+        /**
+         * `invalid`, `rejected`, `permanent`, `too_large`, `expired` or `corrupt`.
+         */reason: String, 
+        /**
+         * The server's status and answer, or the rule broken.
+         */detail: String
+    )
+    /**
+     * The queue was full: the oldest events were evicted.
+     */
+    case evicted(
+        /**
+         * How many.
+         */count: UInt64
+    )
+    /**
+     * A batch failed with a retryable error and will be retried.
+     */
+    case retryScheduled(
+        /**
+         * Events waiting for the retry.
+         */count: UInt64, 
+        /**
+         * Failed uploads in a row, this one included.
+         */consecutiveFailures: UInt32, 
+        /**
+         * The wait before the next attempt, in milliseconds.
+         */delayMillis: UInt64, 
+        /**
+         * The status or error that caused it.
+         */cause: String
+    )
+    /**
+     * The ingest refused the write key (401/403): the queue keeps everything and waits.
+     */
+    case paused(
+        /**
+         * 401 or 403.
+         */status: UInt16, 
+        /**
+         * The next attempt, in Unix milliseconds.
+         */untilUnixMillis: UInt64
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension DeliveryEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeliveryEvent: FfiConverterRustBuffer {
+    typealias SwiftType = DeliveryEvent
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeliveryEvent {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .delivered(count: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 2: return .dropped(count: try FfiConverterUInt64.read(from: &buf), reason: try FfiConverterString.read(from: &buf), detail: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 3: return .evicted(count: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 4: return .retryScheduled(count: try FfiConverterUInt64.read(from: &buf), consecutiveFailures: try FfiConverterUInt32.read(from: &buf), delayMillis: try FfiConverterUInt64.read(from: &buf), cause: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 5: return .paused(status: try FfiConverterUInt16.read(from: &buf), untilUnixMillis: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: DeliveryEvent, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .delivered(count):
+            writeInt(&buf, Int32(1))
+            FfiConverterUInt64.write(count, into: &buf)
+            
+        
+        case let .dropped(count,reason,detail):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt64.write(count, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .evicted(count):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt64.write(count, into: &buf)
+            
+        
+        case let .retryScheduled(count,consecutiveFailures,delayMillis,cause):
+            writeInt(&buf, Int32(4))
+            FfiConverterUInt64.write(count, into: &buf)
+            FfiConverterUInt32.write(consecutiveFailures, into: &buf)
+            FfiConverterUInt64.write(delayMillis, into: &buf)
+            FfiConverterString.write(cause, into: &buf)
+            
+        
+        case let .paused(status,untilUnixMillis):
+            writeInt(&buf, Int32(5))
+            FfiConverterUInt16.write(status, into: &buf)
+            FfiConverterUInt64.write(untilUnixMillis, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryEvent_lift(_ buf: RustBuffer) throws -> DeliveryEvent {
+    return try FfiConverterTypeDeliveryEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryEvent_lower(_ value: DeliveryEvent) -> RustBuffer {
+    return FfiConverterTypeDeliveryEvent.lower(value)
+}
+
+
+
+/**
  * Why a call failed. Every variant but `InvalidInput` leaves tracked events safe in the queue.
  */
 public 
@@ -2216,6 +2604,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeDeliveryListener: FfiConverterRustBuffer {
+    typealias SwiftType = DeliveryListener?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDeliveryListener.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDeliveryListener.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
     public static func write(_ value: [String: String], into buf: inout [UInt8]) {
         let len = Int32(value.count)
@@ -2281,6 +2693,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_screen() != 56871) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tributary_mobile_checksum_method_tributaryclient_set_listener() != 33322) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_set_opted_out() != 2292) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2308,6 +2723,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_record_app_opened() != 5663) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tributary_mobile_checksum_method_deliverylistener_on_event() != 41076) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tributary_mobile_checksum_method_uploader_upload() != 3487) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2315,6 +2733,7 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitDeliveryListener()
     uniffiCallbackInitUploader()
     return InitializationResult.ok
 }()

@@ -243,11 +243,27 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DELIVERY_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DELIVERY_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceDeliveryListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_UPLOADER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_UPLOADER_METHOD0
 typedef void (*UniffiCallbackInterfaceUploaderMethod0)(uint64_t, RustBuffer, RustBuffer* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DELIVERY_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DELIVERY_LISTENER
+typedef struct UniffiVTableCallbackInterfaceDeliveryListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceDeliveryListenerMethod0 _Nonnull onEvent;
+} UniffiVTableCallbackInterfaceDeliveryListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_UPLOADER
@@ -319,6 +335,11 @@ void uniffi_tributary_mobile_fn_method_tributaryclient_reset(uint64_t ptr, RustC
 RustBuffer uniffi_tributary_mobile_fn_method_tributaryclient_screen(uint64_t ptr, RustBuffer name, RustBuffer properties_json, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_TRIBUTARYCLIENT_SET_LISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_TRIBUTARYCLIENT_SET_LISTENER
+void uniffi_tributary_mobile_fn_method_tributaryclient_set_listener(uint64_t ptr, RustBuffer listener, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_TRIBUTARYCLIENT_SET_OPTED_OUT
 #define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_TRIBUTARYCLIENT_SET_OPTED_OUT
 void uniffi_tributary_mobile_fn_method_tributaryclient_set_opted_out(uint64_t ptr, int8_t opted_out, RustCallStatus *_Nonnull out_status
@@ -362,6 +383,26 @@ void uniffi_tributary_mobile_fn_method_tributaryclient_record_app_backgrounded(u
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_TRIBUTARYCLIENT_RECORD_APP_OPENED
 #define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_TRIBUTARYCLIENT_RECORD_APP_OPENED
 void uniffi_tributary_mobile_fn_method_tributaryclient_record_app_opened(uint64_t ptr, RustBuffer version, RustBuffer build, int8_t from_background, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_CLONE_DELIVERYLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_CLONE_DELIVERYLISTENER
+uint64_t uniffi_tributary_mobile_fn_clone_deliverylistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_FREE_DELIVERYLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_FREE_DELIVERYLISTENER
+void uniffi_tributary_mobile_fn_free_deliverylistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_INIT_CALLBACK_VTABLE_DELIVERYLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_INIT_CALLBACK_VTABLE_DELIVERYLISTENER
+void uniffi_tributary_mobile_fn_init_callback_vtable_deliverylistener(const UniffiVTableCallbackInterfaceDeliveryListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_DELIVERYLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_METHOD_DELIVERYLISTENER_ON_EVENT
+void uniffi_tributary_mobile_fn_method_deliverylistener_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_FN_CLONE_UPLOADER
@@ -698,6 +739,12 @@ uint16_t uniffi_tributary_mobile_checksum_method_tributaryclient_screen(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_TRIBUTARYCLIENT_SET_LISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_TRIBUTARYCLIENT_SET_LISTENER
+uint16_t uniffi_tributary_mobile_checksum_method_tributaryclient_set_listener(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_TRIBUTARYCLIENT_SET_OPTED_OUT
 #define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_TRIBUTARYCLIENT_SET_OPTED_OUT
 uint16_t uniffi_tributary_mobile_checksum_method_tributaryclient_set_opted_out(void
@@ -749,6 +796,12 @@ uint16_t uniffi_tributary_mobile_checksum_method_tributaryclient_record_app_back
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_TRIBUTARYCLIENT_RECORD_APP_OPENED
 #define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_TRIBUTARYCLIENT_RECORD_APP_OPENED
 uint16_t uniffi_tributary_mobile_checksum_method_tributaryclient_record_app_opened(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_DELIVERYLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_TRIBUTARY_MOBILE_CHECKSUM_METHOD_DELIVERYLISTENER_ON_EVENT
+uint16_t uniffi_tributary_mobile_checksum_method_deliverylistener_on_event(void
     
 );
 #endif

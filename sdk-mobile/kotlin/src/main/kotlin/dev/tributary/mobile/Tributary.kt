@@ -1,6 +1,8 @@
 package dev.tributary.mobile
 
 import dev.tributary.mobile.ffi.ClientStats
+import dev.tributary.mobile.ffi.DeliveryEvent
+import dev.tributary.mobile.ffi.DeliveryListener
 import dev.tributary.mobile.ffi.TributaryClient
 import dev.tributary.mobile.ffi.TributaryException
 import dev.tributary.mobile.ffi.Uploader
@@ -98,6 +100,18 @@ class Tributary(
 
     /** What the client has done since it was opened. */
     val stats: ClientStats get() = client.stats()
+
+    /**
+     * Hears every delivery, drop, eviction, retry and pause from now on (null stops), on the
+     * client's thread: return quickly, hand real work to your own thread.
+     */
+    fun onDelivery(listener: ((DeliveryEvent) -> Unit)?) {
+        client.setListener(listener?.let { handler ->
+            object : DeliveryListener {
+                override fun onEvent(event: DeliveryEvent) = handler(event)
+            }
+        })
+    }
 
     /** Writes what is pending and stops; undelivered events stay for the next start. */
     override fun close() {

@@ -1,5 +1,6 @@
 package dev.tributary.mobile
 
+import dev.tributary.mobile.ffi.DeliveryEvent
 import dev.tributary.mobile.ffi.ManualClock
 import dev.tributary.mobile.ffi.TributaryClient
 import dev.tributary.mobile.ffi.TributaryException
@@ -61,6 +62,8 @@ class TributaryTest {
     @Test
     fun `events reach the server with properties identity and context`(@TempDir dir: File) {
         Tributary.open(configuration(File(dir, "a/events.db"))).use { tributary ->
+            val delivered = AtomicInteger()
+            tributary.onDelivery { event -> if (event is DeliveryEvent.Delivered) delivered.addAndGet(event.count.toInt()) }
             val anonymousId = tributary.anonymousId
             val first = tributary.track(
                 "Order Completed",
@@ -98,6 +101,9 @@ class TributaryTest {
             assertEquals("user-42", signedOut.getString("user_id"))
             assertEquals("pro", signedOut.getJSONObject("context").getJSONObject("traits").getString("plan"))
             assertEquals(4uL, tributary.stats.delivered)
+            val deadline = System.currentTimeMillis() + 10_000
+            while (delivered.get() < 4 && System.currentTimeMillis() < deadline) Thread.sleep(10)
+            assertEquals(4, delivered.get(), "the listener heard every delivery")
         }
     }
 
@@ -231,9 +237,13 @@ class TributaryTest {
     fun `a refused write key pauses and keeps the events`(@TempDir dir: File) {
         val store = File(dir, "events.db")
         Tributary.open(configuration(store, writeKey = "wrong-key")).use { tributary ->
+            val heard = java.util.concurrent.LinkedBlockingQueue<DeliveryEvent>()
+            tributary.onDelivery { heard.add(it) }
             tributary.track("kept")
             val error = assertThrows<TributaryException.Network> { tributary.flushBlocking() }
             assertTrue("401" in error.reason, error.reason)
+            val paused = heard.poll(10, TimeUnit.SECONDS)
+            assertTrue(paused is DeliveryEvent.Paused && paused.status == 401.toUShort(), "$paused")
             assertTrue(tributary.stats.paused)
             assertEquals(1uL, tributary.stats.queued)
         }
