@@ -37,6 +37,10 @@ pub struct ClientConfig {
     /// How long the uploader may take for one request, in milliseconds (default 15,000).
     #[uniffi(default = None)]
     pub upload_timeout_millis: Option<u64>,
+    /// Compress batch bodies with gzip (`Content-Encoding: gzip`; default on: on a phone,
+    /// bytes cost radio time, battery and data plans more than the CPU to compress them).
+    #[uniffi(default = None)]
+    pub gzip: Option<bool>,
 }
 
 /// The default request timeout handed to the uploader.
@@ -52,6 +56,7 @@ pub(crate) struct Settings {
     pub(crate) context: Map<String, Value>,
     pub(crate) policy: Policy,
     pub(crate) upload_timeout: Duration,
+    pub(crate) gzip: bool,
 }
 
 impl ClientConfig {
@@ -110,6 +115,7 @@ impl ClientConfig {
             context,
             policy,
             upload_timeout,
+            gzip: self.gzip.unwrap_or(true),
         })
     }
 }
@@ -146,6 +152,7 @@ mod tests {
             flush_interval_millis: None,
             capacity_events: None,
             upload_timeout_millis: None,
+            gzip: None,
         }
     }
 

@@ -209,20 +209,27 @@ impl Driver {
 
     /// Sends one batch on its own thread; the outcome goes straight back into the queue.
     fn start_upload(&self, upload: Upload, state: &mut State) {
+        let mut headers = vec![
+            ("Authorization", self.settings.authorization.as_str()),
+            ("Content-Type", "application/json"),
+            (
+                "User-Agent",
+                concat!("tributary-mobile/", env!("CARGO_PKG_VERSION")),
+            ),
+        ];
+        let body = if self.settings.gzip {
+            headers.push(("Content-Encoding", "gzip"));
+            gzip(&upload.body)
+        } else {
+            upload.body
+        };
         let request = UploadRequest {
             url: self.settings.batch_url.clone(),
-            headers: [
-                ("Authorization", self.settings.authorization.as_str()),
-                ("Content-Type", "application/json"),
-                (
-                    "User-Agent",
-                    concat!("tributary-mobile/", env!("CARGO_PKG_VERSION")),
-                ),
-            ]
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect(),
-            body: upload.body,
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            body,
             timeout_millis: u64::try_from(self.settings.upload_timeout.as_millis())
                 .unwrap_or(u64::MAX),
         };
@@ -265,4 +272,15 @@ impl Driver {
             );
         }
     }
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
 }

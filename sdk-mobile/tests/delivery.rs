@@ -160,3 +160,28 @@ fn every_call_from_many_threads_at_once_keeps_the_counts() {
     assert_eq!(client.stats().delivered, queued);
     assert_eq!(uploader.events().len() as u64, queued);
 }
+
+#[test]
+fn bodies_are_gzipped_by_default() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([]);
+    let config = tributary_mobile::ClientConfig {
+        gzip: None,
+        ..common::config(&dir.path().join("events.db"))
+    };
+    let client = tributary_mobile::TributaryClient::new(config, uploader.clone()).unwrap();
+    let id = client
+        .track("zipped".into(), String::new())
+        .unwrap()
+        .unwrap();
+    client.flush_blocking(10_000).unwrap();
+    let request = uploader.requests.lock().unwrap()[0].clone();
+    assert_eq!(request.headers["Content-Encoding"], "gzip");
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&request.body[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(body["batch"][0]["id"], id);
+}

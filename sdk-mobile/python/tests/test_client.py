@@ -213,6 +213,12 @@ class ClientTest(unittest.TestCase):
         self.assertIn(also_good, archived)
         self.assertEqual(client.stats().delivered, 2)
 
+    def test_plain_bodies_when_gzip_is_off(self):
+        client, _ = self.open(gzip=False)
+        event_id = client.track("plain", "{}")
+        client.flush_blocking(20_000)
+        self.assertIn(event_id, self.server.wait_archived([event_id]))
+
     def test_a_refused_write_key_pauses_and_keeps_everything(self):
         client, _ = self.open(write_key="wrong-key")
         heard = []

@@ -77,6 +77,7 @@ pub fn config(store: &Path) -> ClientConfig {
         flush_interval_millis: None,
         capacity_events: None,
         upload_timeout_millis: None,
+        gzip: Some(false),
     }
 }
 

@@ -68,7 +68,8 @@ public struct TributaryConfiguration {
             flushAtEvents: flushAt,
             flushIntervalMillis: flushInterval.map { UInt64($0 * 1000) },
             capacityEvents: nil,
-            uploadTimeoutMillis: nil
+            uploadTimeoutMillis: nil,
+            gzip: nil
         )
     }
 }

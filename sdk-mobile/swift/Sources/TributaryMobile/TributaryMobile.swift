@@ -1643,6 +1643,11 @@ public struct ClientConfig: Equatable, Hashable {
      * How long the uploader may take for one request, in milliseconds (default 15,000).
      */
     public var uploadTimeoutMillis: UInt64?
+    /**
+     * Compress batch bodies with gzip (`Content-Encoding: gzip`; default on: on a phone,
+     * bytes cost radio time, battery and data plans more than the CPU to compress them).
+     */
+    public var gzip: Bool?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1676,7 +1681,11 @@ public struct ClientConfig: Equatable, Hashable {
          */capacityEvents: UInt32? = nil, 
         /**
          * How long the uploader may take for one request, in milliseconds (default 15,000).
-         */uploadTimeoutMillis: UInt64? = nil) {
+         */uploadTimeoutMillis: UInt64? = nil, 
+        /**
+         * Compress batch bodies with gzip (`Content-Encoding: gzip`; default on: on a phone,
+         * bytes cost radio time, battery and data plans more than the CPU to compress them).
+         */gzip: Bool? = nil) {
         self.writeKey = writeKey
         self.endpoint = endpoint
         self.storePath = storePath
@@ -1686,6 +1695,7 @@ public struct ClientConfig: Equatable, Hashable {
         self.flushIntervalMillis = flushIntervalMillis
         self.capacityEvents = capacityEvents
         self.uploadTimeoutMillis = uploadTimeoutMillis
+        self.gzip = gzip
     }
 
     
@@ -1712,7 +1722,8 @@ public struct FfiConverterTypeClientConfig: FfiConverterRustBuffer {
                 flushAtEvents: FfiConverterOptionUInt32.read(from: &buf), 
                 flushIntervalMillis: FfiConverterOptionUInt64.read(from: &buf), 
                 capacityEvents: FfiConverterOptionUInt32.read(from: &buf), 
-                uploadTimeoutMillis: FfiConverterOptionUInt64.read(from: &buf)
+                uploadTimeoutMillis: FfiConverterOptionUInt64.read(from: &buf), 
+                gzip: FfiConverterOptionBool.read(from: &buf)
         )
     }
 
@@ -1726,6 +1737,7 @@ public struct FfiConverterTypeClientConfig: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.flushIntervalMillis, into: &buf)
         FfiConverterOptionUInt32.write(value.capacityEvents, into: &buf)
         FfiConverterOptionUInt64.write(value.uploadTimeoutMillis, into: &buf)
+        FfiConverterOptionBool.write(value.gzip, into: &buf)
     }
 }
 
@@ -2572,6 +2584,30 @@ fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterUInt64.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionBool: FfiConverterRustBuffer {
+    typealias SwiftType = Bool?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterBool.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterBool.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

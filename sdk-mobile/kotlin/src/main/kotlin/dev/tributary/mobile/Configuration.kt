@@ -24,6 +24,8 @@ data class Configuration(
     val flushInterval: Duration? = null,
     val capacity: Int? = null,
     val uploadTimeout: Duration? = null,
+    /** Compress batches with gzip (default on). */
+    val gzip: Boolean? = null,
 ) {
     /** The record the Rust client takes. */
     fun toFfi(): ClientConfig = ClientConfig(
@@ -36,5 +38,6 @@ data class Configuration(
         flushIntervalMillis = flushInterval?.toMillis()?.toULong(),
         capacityEvents = capacity?.toUInt(),
         uploadTimeoutMillis = uploadTimeout?.toMillis()?.toULong(),
+        gzip = gzip,
     )
 }
