@@ -91,8 +91,8 @@ impl TributaryClient {
     /// events carry the user id and the traits (`context.traits`). Persisted.
     ///
     /// # Errors
-    /// `InvalidInput` for a user id over 256 characters or traits that are not a JSON object
-    /// (the identity is then unchanged); `Closed`.
+    /// `InvalidInput` for a user id over 256 characters, traits that are not a JSON object or
+    /// an event over 32 KiB (the identity is then unchanged); `Closed`.
     pub fn identify(
         &self,
         user_id: Option<String>,
@@ -103,11 +103,21 @@ impl TributaryClient {
             check_text("user_id", user_id, MAX_USER_ID_CHARS)?;
         }
         let mut state = self.open_state()?;
+        let before = state.identity.clone();
         state.identity.identify(user_id.as_deref(), &traits);
         let mut envelope = Envelope::new(reserved::IDENTIFY, traits);
         envelope.user_id.clone_from(&state.identity.user_id);
-        save_identity(&mut state);
-        self.enqueue(&mut state, envelope)
+        match self.enqueue(&mut state, envelope) {
+            Ok(id) => {
+                save_identity(&mut state);
+                Ok(id)
+            }
+            Err(error) => {
+                // An `$identify` the queue refuses (over 32 KiB, say) changes nothing.
+                state.identity = before;
+                Err(error)
+            }
+        }
     }
 
     /// Queues a `$group` event: the user belongs to `group_id`, described by `traits_json`.

@@ -185,3 +185,22 @@ fn bodies_are_gzipped_by_default() {
     let body: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(body["batch"][0]["id"], id);
 }
+
+#[test]
+fn a_refused_identify_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = FakeUploader::new([]);
+    let client = open(&dir.path().join("events.db"), &uploader);
+    client
+        .identify(Some("user-1".into()), r#"{"plan": "free"}"#.into())
+        .unwrap();
+    let huge = format!(r#"{{"bio": "{}"}}"#, "x".repeat(40 * 1024));
+    let error = client.identify(Some("user-2".into()), huge).unwrap_err();
+    assert!(error.to_string().starts_with("invalid input"), "{error}");
+    assert_eq!(client.user_id().as_deref(), Some("user-1"));
+    client.track("after".into(), String::new()).unwrap();
+    client.flush_blocking(10_000).unwrap();
+    let events = uploader.events();
+    assert_eq!(events.last().unwrap()["user_id"], "user-1");
+    assert_eq!(events.last().unwrap()["context"]["traits"]["plan"], "free");
+}

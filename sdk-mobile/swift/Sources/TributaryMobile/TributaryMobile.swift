@@ -867,8 +867,8 @@ public protocol TributaryClientProtocol: AnyObject, Sendable {
      * events carry the user id and the traits (`context.traits`). Persisted.
      *
      * # Errors
-     * `InvalidInput` for a user id over 256 characters or traits that are not a JSON object
-     * (the identity is then unchanged); `Closed`.
+     * `InvalidInput` for a user id over 256 characters, traits that are not a JSON object or
+     * an event over 32 KiB (the identity is then unchanged); `Closed`.
      */
     func identify(userId: String?, traitsJson: String) throws  -> String?
     
@@ -1127,8 +1127,8 @@ open func group(groupId: String, traitsJson: String)throws  -> String?  {
      * events carry the user id and the traits (`context.traits`). Persisted.
      *
      * # Errors
-     * `InvalidInput` for a user id over 256 characters or traits that are not a JSON object
-     * (the identity is then unchanged); `Closed`.
+     * `InvalidInput` for a user id over 256 characters, traits that are not a JSON object or
+     * an event over 32 KiB (the identity is then unchanged); `Closed`.
      */
 open func identify(userId: String?, traitsJson: String)throws  -> String?  {
     return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeTributaryError_lift) {
@@ -2717,7 +2717,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_group() != 43049) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tributary_mobile_checksum_method_tributaryclient_identify() != 43234) {
+    if (uniffi_tributary_mobile_checksum_method_tributaryclient_identify() != 48524) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tributary_mobile_checksum_method_tributaryclient_is_opted_out() != 31422) {
