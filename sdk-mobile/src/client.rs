@@ -7,8 +7,9 @@
 //!   order the calls made them.
 //! - After `shutdown`, every call that would queue an event fails with `Closed`.
 
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use tributary_core::{DeliveryQueue, Envelope, Identity};
 use crate::clock::Clock;
 use crate::config::{ClientConfig, parse_object};
 use crate::driver::{Driver, Listener, Shared, State};
-use crate::error::TributaryError;
+use crate::error::{TributaryError, invalid};
 use crate::listener::DeliveryListener;
 use crate::stats::ClientStats;
 use crate::upload::Uploader;
@@ -32,6 +33,36 @@ pub(crate) const OPTED_OUT_KEY: &str = "opted_out";
 pub(crate) const APP_VERSION_KEY: &str = "app_version";
 pub(crate) const APP_BUILD_KEY: &str = "app_build";
 
+/// The store files open in this process: a second client on the same file would send the
+/// same events twice and fight over the deletes.
+static OPEN_STORES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Claims a store file for one client until [`release_store`].
+fn claim_store(path: &Path) -> Result<PathBuf, TributaryError> {
+    let folder = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty());
+    let folder = folder.map_or_else(|| Path::new(".").canonicalize(), Path::canonicalize);
+    let key = match (folder, path.file_name()) {
+        (Ok(folder), Some(name)) => folder.join(name),
+        _ => path.to_path_buf(),
+    };
+    let mut open = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
+    if !open.insert(key.clone()) {
+        return Err(invalid(
+            "store_path: already open by another client in this process (share that one)",
+        ));
+    }
+    Ok(key)
+}
+
+fn release_store(key: &Path) {
+    OPEN_STORES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(key);
+}
+
 /// A Tributary client: queues events durably and sends them in batches through the app's
 /// [`Uploader`]. Thread-safe; open one per store file and share it.
 #[derive(Debug, uniffi::Object)]
@@ -39,6 +70,8 @@ pub struct TributaryClient {
     pub(crate) shared: Arc<Shared>,
     source: String,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// This client's claim on its store file, released at shutdown.
+    store_key: PathBuf,
 }
 
 #[uniffi::export]
@@ -49,8 +82,9 @@ impl TributaryClient {
     /// Reads the store once on the calling thread: open the client off the main thread.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad setting (the field is named); `Storage` when the store cannot be
-    /// created or read (a corrupt file is moved aside and what it still holds is kept).
+    /// `InvalidInput` for a bad setting (the field is named) or a store file another client of
+    /// this process has open; `Storage` when the store cannot be created or read (a corrupt
+    /// file is moved aside and what it still holds is kept).
     #[uniffi::constructor]
     pub fn new(
         config: ClientConfig,
@@ -312,11 +346,12 @@ impl TributaryClient {
         let driver = self
             .driver
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(driver) = driver {
             // A driver that panicked already left the store consistent (transactions).
             let _ = driver.join();
+            release_store(&self.store_key);
         }
     }
 }
@@ -337,6 +372,21 @@ impl TributaryClient {
                 reason: format!("cannot create the store's folder ({:?})", error.kind()),
             })?;
         }
+        let store_key = claim_store(path)?;
+        let opened = Self::open_claimed(settings, uploader, clock, store_key.clone());
+        if opened.is_err() {
+            release_store(&store_key);
+        }
+        opened
+    }
+
+    fn open_claimed(
+        settings: crate::config::Settings,
+        uploader: Arc<dyn Uploader>,
+        clock: Clock,
+        store_key: PathBuf,
+    ) -> Result<Arc<Self>, TributaryError> {
+        let path = Path::new(&settings.store_path);
         let storage = |error| TributaryError::from(&error);
         let mut store = SqliteStore::open(path, Durability::ProcessCrash).map_err(storage)?;
         let loaded = store.load().map_err(storage)?;
@@ -406,6 +456,7 @@ impl TributaryClient {
             shared,
             source,
             driver: Mutex::new(Some(handle)),
+            store_key,
         }))
     }
 

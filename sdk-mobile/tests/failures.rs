@@ -119,3 +119,22 @@ fn a_flush_that_cannot_outlast_the_backoff_says_so_at_once() {
     );
     assert_eq!(client.stats().queued, 1);
 }
+
+#[test]
+fn one_client_per_store_file_in_a_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("events.db");
+    let uploader = FakeUploader::new([]);
+    let first = open(&store, &uploader);
+    // The same file through another spelling of its path.
+    let same = dir.path().join(".").join("events.db");
+    let error = tributary_mobile::TributaryClient::new(common::config(&same), uploader.clone())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("store_path: already open"),
+        "{error}"
+    );
+    first.shutdown();
+    let second = open(&store, &uploader);
+    second.track("again".into(), String::new()).unwrap();
+}

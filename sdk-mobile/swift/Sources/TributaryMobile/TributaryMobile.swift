@@ -1019,8 +1019,9 @@ open class TributaryClient: TributaryClientProtocol, @unchecked Sendable {
      * Reads the store once on the calling thread: open the client off the main thread.
      *
      * # Errors
-     * `InvalidInput` for a bad setting (the field is named); `Storage` when the store cannot be
-     * created or read (a corrupt file is moved aside and what it still holds is kept).
+     * `InvalidInput` for a bad setting (the field is named) or a store file another client of
+     * this process has open; `Storage` when the store cannot be created or read (a corrupt
+     * file is moved aside and what it still holds is kept).
      */
 public convenience init(config: ClientConfig, uploader: Uploader)throws  {
     let handle =
@@ -2765,7 +2766,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tributary_mobile_checksum_method_uploader_upload() != 3487) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tributary_mobile_checksum_constructor_tributaryclient_new() != 56501) {
+    if (uniffi_tributary_mobile_checksum_constructor_tributaryclient_new() != 24843) {
         return InitializationResult.apiChecksumMismatch
     }
 
