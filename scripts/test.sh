@@ -57,4 +57,12 @@ stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-brow
 # (installs node and the npm packages of tests/segment when missing).
 stage "Segment's analytics-node against serve (scripts/test-segment.sh)" bash scripts/test-segment.sh
 
+# sdk-mobile (issue 7). The Swift files: the generated bindings, FFI header, module map and
+# Package.swift regenerated from the Rust library and compared with the checked-in ones, then
+# every Swift file parsed with tree-sitter-swift (npm, installed when missing; no Swift compiler
+# runs on Linux). Then the bindings' tests against a real `tributary serve`: Python (with the
+# kill -9 test) and Kotlin (`mvn test`; Maven and a JDK installed when missing).
+stage "sdk-mobile Swift checks (scripts/check-swift.sh)" bash scripts/check-swift.sh
+stage "sdk-mobile binding tests: Python, kill -9, Kotlin (scripts/test-mobile.sh)" bash scripts/test-mobile.sh
+
 echo "all stages passed in $(($(date +%s) - suite_started)) s"
