@@ -56,6 +56,11 @@ async fn retryable_answers_are_retried_until_accepted_and_delivered_once() {
         after_429 >= Duration::from_secs(1),
         "Retry-After honoured: {after_429:?}"
     );
+    // The ingest counts an event before its answer reaches the client.
+    eventually(Duration::from_secs(5), || {
+        client.stats().counters.delivered == 30
+    })
+    .await;
     let stats = client.stats();
     assert_eq!(
         (stats.counters.delivered, stats.counters.retried),
@@ -162,6 +167,11 @@ async fn a_401_pauses_the_queue_without_dropping_anything() {
         gap >= Duration::from_millis(400),
         "waited the pause delay: {gap:?}"
     );
+    // The ingest counts an event before its answer reaches the client.
+    eventually(Duration::from_secs(5), || {
+        client.stats().counters.delivered == 15
+    })
+    .await;
     let stats = client.stats();
     assert_eq!(
         stats.counters.dropped,
