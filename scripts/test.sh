@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
-# the docs, README's first command (scripts/demo.sh --check) and the status page in headless
-# Chromium (scripts/test-browser.sh). README.md gives this command; .ci/run runs exactly this.
+# the docs, README's first command (scripts/demo.sh --check), the status page in headless
+# Chromium (scripts/test-browser.sh) and the web SDK (scripts/test-web.sh). README.md gives this
+# command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,5 +52,10 @@ stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 stage "demo (scripts/demo.sh --check)" env TRIBUTARY_LISTEN=127.0.0.1:0 bash scripts/demo.sh --check
 # The status page in headless Chromium (installs chromium and the npm packages when missing).
 stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-browser.sh
+# The web SDK (@tributary/web): wasm-bindgen-test in headless Chromium, `npm run build` and its
+# size budget, the Vite sample, and the end-to-end tests with playwright-core against
+# `tributary serve` (installs chromium-driver, wasm-bindgen-cli, nightly's rust-src and the npm
+# packages when missing; its stages are timed inside).
+stage "web SDK (scripts/test-web.sh)" bash scripts/test-web.sh
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

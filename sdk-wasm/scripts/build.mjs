@@ -20,7 +20,8 @@ const root = join(here, '..');
 const bin = join(here, 'node_modules', '.bin');
 const toolchain = process.env.TRIBUTARY_WASM_TOOLCHAIN ?? 'nightly';
 const target = 'wasm32-unknown-unknown';
-const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, 'target');
+// Its own folder: the nightly build-std artifacts would otherwise evict the stable ones.
+const targetDir = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'web-sdk');
 
 const run = (command, args, options = {}) => {
   console.log(`$ ${command} ${args.join(' ')}`);
@@ -80,7 +81,11 @@ const dist = join(here, 'dist');
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
 run(join(bin, 'wasm-opt'), [
-  '-Oz', '--converge', '--strip-debug', '--strip-producers', '--all-features',
+  // The features rustc enables by default for wasm32-unknown-unknown, and no more: every
+  // browser of the last years runs them (`--all-features` would allow proposals browsers lack).
+  '-Oz', '--converge', '--strip-debug', '--strip-producers', '--enable-bulk-memory',
+  '--enable-multivalue', '--enable-mutable-globals', '--enable-nontrapping-float-to-int',
+  '--enable-reference-types', '--enable-sign-ext',
   join(build, 'bindgen', 'tributary_web_bg.wasm'), '-o', join(dist, 'tributary_web_bg.wasm'),
 ]);
 

@@ -8,8 +8,9 @@
 //   their events in the shared inbox, which the holder moves into the queue together with their
 //   removal from the inbox in one IndexedDB transaction, so no event is queued twice.
 // - An event is stored before it is uploaded (the core emits storage work before uploads) and
-//   deleted only after a confirmed delivery; a beacon's events stay stored (marked unconfirmed)
-//   and go again on the next page load, where the ingest's dedup by id absorbs the repeat.
+//   deleted only after a confirmed delivery; a beacon's events count as sent but stay stored
+//   (sent-unconfirmed) and go again on the next page load, where the ingest's dedup by id absorbs
+//   the repeat.
 
 import init, { WebQueue } from '../build/bindgen/tributary_web.js';
 import { autoContext, pageProperties } from './context.js';
@@ -270,10 +271,8 @@ export function createClient(options: ClientOptions): Client {
       return safely(storage.persist(records, inboxKeysToRemove.splice(0)), 'storage.persist');
     }
     if (code === POLL_DELETE) {
-      const seqs = Array.from(q.delete_seqs());
-      return afterBeacon
-        ? safely(storage.markUnconfirmed(seqs), 'storage.markUnconfirmed')
-        : safely(storage.remove(seqs), 'storage.remove');
+      // A beacon's events stay stored: it is unconfirmed, so the next page load sends them again.
+      return afterBeacon ? Promise.resolve() : safely(storage.remove(Array.from(q.delete_seqs())), 'storage.remove');
     }
     if (code === POLL_SAVE_RETRY) {
       const notBefore = q.retry_not_before();

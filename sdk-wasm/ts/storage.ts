@@ -1,8 +1,7 @@
 // Where the queue lives between page loads: IndexedDB, else localStorage, else memory.
 //
 // Three kinds of data, per write key:
-// - `events`: the queue's records, keyed by the core's sequence number ({seq, at, json, u}); `u`
-//   marks a record sent by a beacon and not confirmed (resent on the next load).
+// - `events`: the queue's records, keyed by the core's sequence number ({seq, at, json}).
 // - `inbox`: events tracked by tabs that do not hold the queue, waiting for the tab that does.
 // - `meta`: the retry state.
 // Every method rejects on a storage error (a full quota included); the client catches, reports
@@ -12,7 +11,6 @@ export interface StoredEvent {
   seq: number;
   at: number;
   json: string;
-  u?: 1;
 }
 
 export interface InboxEntry {
@@ -33,7 +31,6 @@ export interface QueueStorage {
   /** Writes records and removes the inbox entries they came from, atomically where possible. */
   persist(records: StoredEvent[], inboxKeys: number[]): Promise<void>;
   remove(seqs: number[]): Promise<void>;
-  markUnconfirmed(seqs: number[]): Promise<void>;
   saveRetry(state: RetryState): Promise<void>;
   inboxAdd(name: string, json: string): Promise<void>;
   inboxAll(): Promise<InboxEntry[]>;
@@ -79,17 +76,6 @@ export async function openIndexedDb(name: string): Promise<QueueStorage> {
     async remove(seqs) {
       const t = tx(['events']);
       for (const seq of seqs) t.objectStore('events').delete(seq);
-      await done(t);
-    },
-    async markUnconfirmed(seqs) {
-      const t = tx(['events']);
-      const store = t.objectStore('events');
-      for (const seq of seqs) {
-        const request = store.get(seq);
-        request.onsuccess = () => {
-          if (request.result) store.put({ ...request.result, u: 1 });
-        };
-      }
       await done(t);
     },
     async saveRetry(state) {
@@ -149,9 +135,6 @@ export function keyValueStorage(prefix: string, store?: Storage): QueueStorage {
     },
     async remove(seqs) {
       set('events', events().filter((event) => !seqs.includes(event.seq)));
-    },
-    async markUnconfirmed(seqs) {
-      set('events', events().map((event) => (seqs.includes(event.seq) ? { ...event, u: 1 } : event)));
     },
     async saveRetry(state) {
       set('retry', state);
