@@ -443,7 +443,11 @@ export function createClient(options: ClientOptions): Client {
     } else if (followerReady) {
       toInbox(name, json);
     } else {
-      early.push([name, json]);
+      // Before the module is running (or if it never loads): bounded like the queue.
+      if (early.push([name, json]) > (options.maxQueueEvents || 1000)) {
+        early.shift();
+        report(new Error('the client is not running yet: the oldest waiting event was dropped'), 'track');
+      }
     }
     return id;
   };
