@@ -362,3 +362,51 @@ test('a full IndexedDB quota does not break the page', { timeout: TEST_TIMEOUT_M
   assert.equal((await metrics(port)).deduplicated, 0);
   await context.close();
 });
+
+test('identify, reset and consent: ids persist across loads, opt-out sends nothing', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { workDir, port, context, open, pageErrors } = await setup();
+  const page = await open('&flushAt=1');
+  const anonymousId = await page.evaluate(() => window.tributary.client.anonymousId);
+  await page.click('#login');
+  await page.click('#buy');
+  const identified = await eventually('the identified click', () => {
+    const rows = clickNames(warehouse(workDir));
+    assert.equal(rows.length, 1);
+    return rows[0];
+  });
+  const row = JSON.parse(
+    execFileSync('sqlite3', ['-json', join(workDir, 'tributary-data', 'warehouse.db'), `SELECT user_id, context FROM events WHERE id = '${identified.id}'`], { encoding: 'utf8' }),
+  )[0];
+  assert.equal(row.user_id, 'demo-user');
+  assert.equal(JSON.parse(row.context).traits.email, 'demo@example.com');
+  await eventually('the $identify event in the archive', () =>
+    assert.ok(archive(workDir).some((event) => event.name === '$identify' && event.user_id === 'demo-user')),
+  );
+
+  // The anonymous id survives a reload; reset makes a new one and forgets the user.
+  await page.reload();
+  await page.waitForFunction(() => window.tributary !== undefined);
+  assert.equal(await page.evaluate(() => window.tributary.client.anonymousId), anonymousId);
+  await page.click('#reset');
+  const fresh = await page.evaluate(() => window.tributary.client.anonymousId);
+  assert.notEqual(fresh, anonymousId);
+  await page.click('#search');
+  await eventually('the click after reset', () => {
+    const rows = clickNames(warehouse(workDir)).filter((event) => event.name === 'search');
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].anonymous_id, fresh);
+  });
+
+  // Opted out (kept across loads): clicks send nothing.
+  await page.uncheck('#consent');
+  await page.reload();
+  await page.waitForFunction(() => window.tributary !== undefined);
+  const before = (await metrics(port)).accepted;
+  for (let index = 0; index < 3; index++) await page.click('#buy');
+  await page.evaluate(() => window.tributary.client.flush());
+  await sleep(1_000);
+  assert.equal((await metrics(port)).accepted, before, 'nothing sent while opted out');
+  assert.equal(await page.evaluate(() => window.tributary.client.counters().enqueued), 0);
+  assert.deepEqual(pageErrors, []);
+  await context.close();
+});
