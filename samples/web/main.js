@@ -1,6 +1,6 @@
 // The sample page: a client for `tributary serve`, buttons that send events, live counters.
-// `?endpoint=…&writeKey=…&flushAt=…&flushIntervalMs=…` override the defaults (the end-to-end
-// tests point the page at their own server this way).
+// `?endpoint=…&writeKey=…&flushAt=…&flushIntervalMs=…&storage=…` override the defaults (the
+// end-to-end tests point the page at their own server this way).
 import { createClient } from '@tributary/web';
 
 const params = new URLSearchParams(location.search);
@@ -15,6 +15,7 @@ const client = createClient({
   writeKey: params.get('writeKey') ?? 'dev-write-key',
   flushAt: number('flushAt'),
   flushIntervalMs: number('flushIntervalMs'),
+  storage: params.get('storage') ?? undefined,
   onEvent: (notice) => {
     notices.push(notice);
     log.textContent = `${notice.kind} ${notice.count} ${notice.detail}\n` + log.textContent.slice(0, 2000);

@@ -410,3 +410,33 @@ test('identify, reset and consent: ids persist across loads, opt-out sends nothi
   assert.deepEqual(pageErrors, []);
   await context.close();
 });
+
+test('the localStorage fallback keeps the queue across a reload too', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { workDir, port, context, open, pageErrors } = await setup();
+  const page = await open('&storage=localstorage&flushAt=100&flushIntervalMs=600000');
+  assert.equal(await page.evaluate(() => window.tributary.client.storageKind), 'localstorage');
+  for (let index = 0; index < 3; index++) await page.click('#search');
+  await eventually('4 events in localStorage', async () => {
+    const stored = await page.evaluate(() =>
+      JSON.parse(localStorage.getItem('tributary:dev-write-key:events') ?? '[]').length,
+    );
+    assert.equal(stored, 4, 'the 3 clicks and the $page');
+  });
+  assert.equal((await metrics(port)).accepted, 0);
+  await page.goto(page.url().replace('flushAt=100', 'flushAt=1'));
+  await page.waitForFunction(() => window.tributary !== undefined);
+  await eventually('3 clicks in the warehouse after the reload', () =>
+    assert.equal(clickNames(warehouse(workDir)).length, 3),
+  );
+  assert.equal(await page.evaluate(() => window.tributary.client.counters().restored), 4);
+  await eventually('every event stored once, the delivered ones removed', async () => {
+    const ids = archive(workDir).map((event) => event.id);
+    assert.equal(ids.length, 5, '3 clicks and 2 $page events');
+    assert.equal(new Set(ids).size, 5);
+    assert.equal((await metrics(port)).accepted, 5);
+    const left = await page.evaluate(() => JSON.parse(localStorage.getItem('tributary:dev-write-key:events') ?? '[]').length);
+    assert.equal(left, 0);
+  });
+  assert.deepEqual(pageErrors, []);
+  await context.close();
+});
