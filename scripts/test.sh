@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
 # the docs, README's first command (scripts/demo.sh --check), the status page in headless
-# Chromium (scripts/test-browser.sh) and Segment's analytics-node against `tributary serve`
-# (scripts/test-segment.sh). README.md gives this command; .ci/run runs exactly this.
+# Chromium (scripts/test-browser.sh), Segment's analytics-node against `tributary serve`
+# (scripts/test-segment.sh), the web SDK (scripts/test-web.sh) and the mobile SDK's bindings
+# (scripts/check-swift.sh, scripts/test-mobile.sh). README.md gives this command; .ci/run runs
+# exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,5 +66,11 @@ stage "Segment's analytics-node against serve (scripts/test-segment.sh)" bash sc
 # kill -9 test) and Kotlin (`mvn test`; Maven and a JDK installed when missing).
 stage "sdk-mobile Swift checks (scripts/check-swift.sh)" bash scripts/check-swift.sh
 stage "sdk-mobile binding tests: Python, kill -9, Kotlin (scripts/test-mobile.sh)" bash scripts/test-mobile.sh
+
+# The web SDK (@tributary/web): wasm-bindgen-test in headless Chromium, `npm run build` and its
+# size budget, the Vite sample, and the end-to-end tests with playwright-core against
+# `tributary serve` (installs chromium-driver, wasm-bindgen-cli, nightly's rust-src and the npm
+# packages when missing; its stages are timed inside).
+stage "web SDK (scripts/test-web.sh)" bash scripts/test-web.sh
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

@@ -36,8 +36,12 @@ impl Timestamp {
 
     /// This instant as a UTC date-time.
     pub fn to_datetime(self) -> OffsetDateTime {
-        let nanos = i128::from(self.0) * 1_000_000;
-        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        // Seconds and milliseconds apart: 64-bit arithmetic only (128-bit division is heavy code
+        // in the web SDK's wasm module).
+        let seconds = i64::try_from(self.0 / 1000).unwrap_or(i64::MAX);
+        let millis = Duration::from_millis(self.0 % 1000);
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .map_or(OffsetDateTime::UNIX_EPOCH, |datetime| datetime + millis)
     }
 
     /// The instant a date-time denotes, truncated to milliseconds; `None` before 1970.

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+#[cfg(feature = "json")]
 use serde::Deserialize;
 
 use crate::store::StoredRecord;
@@ -57,43 +58,63 @@ pub(crate) fn build_body(records: &[StoredRecord], sent_at: &str) -> Vec<u8> {
     body
 }
 
+/// The length of a body holding one record of `payload_bytes`.
+pub(crate) fn body_len(payload_bytes: usize, sent_at: &str) -> usize {
+    fixed_bytes(sent_at) + payload_bytes
+}
+
 fn fixed_bytes(sent_at: &str) -> usize {
     PREFIX.len() + SENT_AT.len() + sent_at.len() + SUFFIX.len()
 }
 
 /// The part of a `200` body the queue reads: `{"accepted": N, "rejected": [{"index", "error"}]}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
+#[cfg_attr(feature = "json", derive(Deserialize))]
 pub(crate) struct AcceptedResponse {
-    #[serde(default)]
+    #[cfg_attr(feature = "json", serde(default))]
     pub(crate) rejected: Vec<RejectedEvent>,
 }
 
-/// One event the server refused inside an accepted batch.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RejectedEvent {
-    pub(crate) index: usize,
-    #[serde(default)]
-    pub(crate) error: String,
+/// One event the server refused inside an accepted batch: its 0-based index in the batch and
+/// the server's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(Deserialize))]
+pub struct RejectedEvent {
+    /// The event's 0-based index in the batch.
+    pub index: usize,
+    /// Why the server refused it.
+    #[cfg_attr(feature = "json", serde(default))]
+    pub error: String,
 }
 
 impl AcceptedResponse {
     /// Reads a `200` body; an empty or unreadable body means nothing was rejected.
+    #[cfg(feature = "json")]
     pub(crate) fn parse(body: &[u8]) -> Self {
         serde_json::from_slice(body).unwrap_or_default()
     }
 
+    /// Without the `json` feature the queue reads no body: a platform that wants rejections
+    /// counted reports them with [`super::UploadOutcome::Accepted`].
+    #[cfg(not(feature = "json"))]
+    pub(crate) fn parse(_body: &[u8]) -> Self {
+        Self::default()
+    }
+
     /// Distinct rejected indexes below `event_count`, and the first error's text.
     pub(crate) fn rejected_within(&self, event_count: usize) -> (usize, Option<&str>) {
-        let mut indexes: Vec<usize> = self
-            .rejected
-            .iter()
-            .map(|rejected| rejected.index)
-            .filter(|index| *index < event_count)
-            .collect();
-        indexes.sort_unstable();
-        indexes.dedup();
+        let mut seen = vec![false; event_count];
+        let mut distinct = 0;
+        for rejected in &self.rejected {
+            if let Some(slot) = seen.get_mut(rejected.index)
+                && !*slot
+            {
+                *slot = true;
+                distinct += 1;
+            }
+        }
         (
-            indexes.len(),
+            distinct,
             self.rejected
                 .first()
                 .map(|rejected| rejected.error.as_str()),
@@ -149,6 +170,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "json")]
     fn reads_rejected_entries() {
         let response = AcceptedResponse::parse(
             br#"{"accepted":2,"rejected":[{"index":1,"error":"name: must not be empty"},{"index":1,"error":"dup"},{"index":9,"error":"out of range"}]}"#,

@@ -21,7 +21,7 @@ mod work;
 
 use std::collections::VecDeque;
 
-pub use batch::BODY_RESERVE_BYTES;
+pub use batch::{BODY_RESERVE_BYTES, RejectedEvent};
 pub use counters::{Counters, DropCounts, DropReason, QueueEvent};
 pub use work::{RetryState, Upload, UploadId, UploadOutcome, Work};
 
@@ -104,7 +104,8 @@ impl DeliveryQueue {
         corrupt: usize,
         retry: Option<RetryState>,
     ) {
-        records.sort_by_key(|record| record.seq);
+        // Sequence numbers are unique, so an unstable sort gives the one order (and less code).
+        records.sort_unstable_by_key(|record| record.seq);
         if let Some(last) = records.last() {
             self.next_seq = self.next_seq.max(last.seq + 1);
         }
@@ -189,6 +190,49 @@ impl DeliveryQueue {
         }
     }
 
+    /// Queues an event the platform serialized itself (a browser, with `JSON.stringify`), so the
+    /// core needs no JSON library: the platform gives the event its `id`, `timestamp` and
+    /// `data` object; the core checks the `name` rules and the size limit and queues the bytes
+    /// as they are.
+    ///
+    /// # Errors
+    /// The [`ValidationError`] of a bad name or an event over
+    /// [`envelope::validation::MAX_EVENT_BYTES`]; it is counted as dropped
+    /// ([`DropReason::Invalid`]) and nothing is queued.
+    pub fn enqueue_serialized(
+        &mut self,
+        name: &str,
+        json: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), ValidationError> {
+        let checked = envelope::validation::check_name(name)
+            .and_then(|()| envelope::validation::check_event_size(json.len()));
+        match checked {
+            Ok(()) => {
+                self.push(json, now);
+                Ok(())
+            }
+            Err(error) => {
+                self.drop_counted(1, DropReason::Invalid, error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts an upload of the oldest waiting events at once, whatever the flush triggers and
+    /// the backoff say, with a body of at most `max_body_bytes` (including
+    /// [`BODY_RESERVE_BYTES`]): the last chance a page that is going away has, through
+    /// `navigator.sendBeacon` and its 64 KiB quota. `None` when nothing is waiting or the oldest
+    /// event alone does not fit. Report its outcome like any other upload.
+    pub fn start_upload_within(&mut self, max_body_bytes: usize, now: Timestamp) -> Option<Upload> {
+        let oldest = self.waiting.front()?;
+        let sent_at = now.to_rfc3339();
+        if batch::body_len(oldest.payload.len(), &sent_at) + BODY_RESERVE_BYTES > max_body_bytes {
+            return None;
+        }
+        Some(self.start_upload_limited(now, max_body_bytes.min(self.policy.max_batch_bytes)))
+    }
+
     /// Sends everything waiting as soon as backoff allows, without waiting for a flush trigger.
     pub fn request_flush(&mut self) {
         if !self.waiting.is_empty() {
@@ -247,19 +291,25 @@ impl DeliveryQueue {
                 retry_after,
                 body,
             } => match self.policy.classify(status) {
-                ResponseClass::Delivered => self.delivered(flight, &body),
+                ResponseClass::Delivered => {
+                    self.delivered(flight, AcceptedResponse::parse(&body));
+                }
                 ResponseClass::Retryable => {
                     self.retry_later(flight.records, now, retry_after, format!("HTTP {status}"));
                 }
                 ResponseClass::Paused => self.pause(flight.records, status, now),
                 ResponseClass::Permanent => {
                     self.set_retry_state(RetryState::default());
-                    let detail = format!("HTTP {status}: {}", String::from_utf8_lossy(&body));
+                    let body = std::str::from_utf8(&body).unwrap_or("(a body that is not UTF-8)");
+                    let detail = format!("HTTP {status}: {body}");
                     self.remove_records(&flight.records);
                     self.drop_counted(flight.records.len(), DropReason::Permanent, detail);
                 }
                 ResponseClass::TooLarge => self.split(flight.records),
             },
+            UploadOutcome::Accepted { rejected } => {
+                self.delivered(flight, AcceptedResponse { rejected });
+            }
             UploadOutcome::ConnectionFailed(error) => {
                 self.retry_later(flight.records, now, None, error);
             }
@@ -382,17 +432,16 @@ impl DeliveryQueue {
     }
 
     fn start_upload(&mut self, now: Timestamp) -> Upload {
+        self.start_upload_limited(now, self.policy.max_batch_bytes)
+    }
+
+    fn start_upload_limited(&mut self, now: Timestamp, max_body_bytes: usize) -> Upload {
         let sent_at = now.to_rfc3339();
         let max_events = match self.split_caps.pop() {
             Some(cap) => cap.min(self.policy.max_batch_events),
             None => self.policy.max_batch_events,
         };
-        let count = batch::records_that_fit(
-            &self.waiting,
-            max_events,
-            self.policy.max_batch_bytes,
-            &sent_at,
-        );
+        let count = batch::records_that_fit(&self.waiting, max_events, max_body_bytes, &sent_at);
         let records: Vec<StoredRecord> = self.waiting.drain(..count).collect();
         let bytes: usize = records.iter().map(|record| record.payload.len()).sum();
         self.waiting_bytes -= bytes;
@@ -414,12 +463,11 @@ impl DeliveryQueue {
         upload
     }
 
-    fn delivered(&mut self, flight: InFlight, body: &[u8]) {
+    fn delivered(&mut self, flight: InFlight, response: AcceptedResponse) {
         if self.retry.is_recovering() || self.retry.not_before_unix_millis.is_some() {
             self.set_retry_state(RetryState::default());
         }
         let total = flight.records.len();
-        let response = AcceptedResponse::parse(body);
         let (rejected, first_error) = response.rejected_within(total);
         self.remove_records(&flight.records);
         self.counters.delivered += (total - rejected) as u64;
@@ -516,10 +564,17 @@ impl DeliveryQueue {
                 self.waiting.push_front(record);
             }
         } else {
-            // Several uploads failed out of order: merge by sequence number.
-            let mut merged: Vec<StoredRecord> = self.waiting.drain(..).chain(records).collect();
-            merged.sort_by_key(|record| record.seq);
-            self.waiting = merged.into();
+            // Several uploads failed out of order: merge the two sorted runs by sequence number.
+            let mut merged = VecDeque::with_capacity(self.waiting.len() + records.len());
+            let mut returning = records.into_iter().peekable();
+            for record in self.waiting.drain(..) {
+                while let Some(back) = returning.next_if(|back| back.seq < record.seq) {
+                    merged.push_back(back);
+                }
+                merged.push_back(record);
+            }
+            merged.extend(returning);
+            self.waiting = merged;
         }
     }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::RejectedEvent;
 use crate::Timestamp;
 use crate::store::StoredRecord;
 
@@ -59,6 +60,12 @@ pub enum UploadOutcome {
         retry_after: Option<Duration>,
         /// The response body (read for `rejected` entries on a 2xx); may be empty.
         body: Vec<u8>,
+    },
+    /// A 2xx answer whose body the platform has read itself (a browser, with its own
+    /// `JSON.parse`): the events the server refused inside the batch, by 0-based index.
+    Accepted {
+        /// The `rejected` entries of the answer.
+        rejected: Vec<RejectedEvent>,
     },
     /// No answer: DNS, connect, TLS or I/O failure (the text is for logs only).
     ConnectionFailed(String),

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The web SDK (@tributary/web, sdk-wasm/): installs what is missing (Debian's chromium and
+# chromium-driver, wasm-bindgen-cli at the wasm-bindgen crate's exact version, the npm packages),
+# then
+#   1. runs sdk-wasm's wasm-bindgen-test tests in headless Chromium,
+#   2. builds the npm package (`npm run build` in sdk-wasm/) and checks its size budget,
+#   3. builds the Vite sample (samples/web/) and `tributary`, and runs the end-to-end tests
+#      (tests/web/) with playwright-core driving Debian's chromium.
+# Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
+
+stage() {
+    local name=$1
+    shift
+    local started
+    started=$(date +%s)
+    echo "==> $name"
+    "$@"
+    echo "<== $name: $(($(date +%s) - started)) s"
+}
+
+# Debian packages, only when missing (the lists are refreshed only when apt does not know them).
+ensure_debian_packages() {
+    local missing=()
+    [[ -x "$CHROMIUM" ]] || missing+=(chromium)
+    [[ -x "$CHROMEDRIVER" ]] || missing+=(chromium-driver)
+    if ((${#missing[@]})); then
+        export DEBIAN_FRONTEND=noninteractive
+        if ! apt-get install -y "${missing[@]}"; then
+            apt-get update
+            apt-get install -y "${missing[@]}"
+        fi
+    fi
+    "$CHROMIUM" --version
+    "$CHROMEDRIVER" --version
+}
+
+# wasm-bindgen-cli (wasm-bindgen-test-runner comes with it) at Cargo.lock's wasm-bindgen version.
+ensure_wasm_bindgen_cli() {
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        rustup target add wasm32-unknown-unknown
+    fi
+    local version
+    version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+    if ! wasm-bindgen --version 2>/dev/null | grep -qF "$version"; then
+        cargo install wasm-bindgen-cli --version "$version" --force
+    fi
+    wasm-bindgen --version
+}
+
+# `npm ci` in $1 when node_modules is missing or was installed from another package-lock.json.
+ensure_node_modules() {
+    local dir=$1 stamp=$1/node_modules/.installed-from wanted
+    wanted=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+        echo "$dir/node_modules is up to date"
+        return
+    fi
+    (cd "$dir" && npm ci --no-audit --no-fund)
+    echo "$wanted" >"$stamp"
+}
+
+wasm_bindgen_tests() {
+    (cd sdk-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+        cargo test -p tributary-web --target wasm32-unknown-unknown --locked)
+}
+
+build_sample() {
+    # The sample depends on sdk-wasm/dist (file:), so it is installed afresh after each build.
+    (cd samples/web && npm ci --no-audit --no-fund && npm run build)
+}
+
+stage "chromium and chromium-driver" ensure_debian_packages
+stage "wasm-bindgen-cli" ensure_wasm_bindgen_cli
+stage "wasm-bindgen-test in headless Chromium (sdk-wasm)" wasm_bindgen_tests
+stage "npm ci (sdk-wasm)" ensure_node_modules sdk-wasm
+stage "npm run build (sdk-wasm)" bash -c 'cd sdk-wasm && npm run build'
+stage "size budget (sdk-wasm/scripts/size.mjs)" bash -c 'cd sdk-wasm && npm run size'
+stage "vite build (samples/web)" build_sample
+stage "npm ci (tests/web)" ensure_node_modules tests/web
+stage "cargo build tributary" cargo build -p tributary-backend --bin tributary --locked
+export TRIBUTARY_BIN="$CARGO_TARGET_DIR/debug/tributary"
+stage "node --test tests/web/" node --test --test-concurrency=1 tests/web/
