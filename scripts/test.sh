@@ -24,6 +24,14 @@ source scripts/lib/toolchain.sh
 stage "toolchain" ensure_rust_toolchain
 
 stage "cargo fmt --check" cargo fmt --all -- --check
+# AWS mode's SAM template: cfn-lint (pinned to 1.53.3, which still applies the SAM transform)
+# and the test that the template has what DESIGN.md and issue 5 require. The tools live in a
+# virtual environment of their own, installed when missing (scripts/lib/aws-tools.sh).
+source scripts/lib/aws-tools.sh
+stage "cfn-lint and cargo-lambda (scripts/lib/aws-tools.sh)" ensure_aws_tools
+stage "cfn-lint backend/template.yaml" "$AWS_TOOLS_BIN/cfn-lint" backend/template.yaml
+stage "SAM template requirements (backend/tests/template)" \
+    "$AWS_TOOLS_BIN/python" -m unittest discover -s backend/tests/template -v
 # sdk-server's Kinesis mode is behind its `kinesis` feature (off by default): lint, test and
 # document it too.
 kinesis=(--features tributary-server/kinesis)
