@@ -34,7 +34,8 @@ stage "SAM template requirements (backend/tests/template)" \
     "$AWS_TOOLS_BIN/python" -m unittest discover -s backend/tests/template -v
 # sdk-server's Kinesis mode is behind its `kinesis` feature (off by default): lint, test and
 # document it too.
-kinesis=(--features tributary-server/kinesis)
+# AWS mode (the Lambda handlers and binaries) is behind the backend's `aws` feature.
+kinesis=(--features tributary-server/kinesis --features tributary-backend/aws)
 stage "cargo clippy" cargo clippy --workspace --all-targets "${kinesis[@]}" --locked -- -D warnings
 # Kinesis mode's tests need moto (a local AWS emulator) on 127.0.0.1 and Python's
 # aws-kinesis-agg; the script installs them when missing and exports TRIBUTARY_TEST_MOTO_URL.

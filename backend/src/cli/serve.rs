@@ -12,6 +12,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), String> {
     let source = match &config.source {
         ConfigSource::File(path) => path.display().to_string(),
         ConfigSource::BuiltIn(_) => "built-in defaults (samples/tributary.toml)".into(),
+        ConfigSource::Environment { variable, .. } => format!("${variable}"),
     };
     tracing::info!(
         message = "tributary serve started",
