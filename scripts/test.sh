@@ -53,6 +53,10 @@ start_postgres() {
 }
 stage "PostgreSQL for the warehouse tests (scripts/start-postgres.sh)" start_postgres
 stage "cargo test" cargo test --workspace "${kinesis[@]}" --locked
+# AWS mode's Lambda binaries under `cargo lambda watch` (127.0.0.1) against moto: the router
+# invoked with the mixed Kinesis fixture, the ingest over plain HTTP, the connector.
+stage "Lambda functions under cargo lambda watch (scripts/test-lambda-watch.sh)" \
+    bash scripts/test-lambda-watch.sh
 stage "sdk-core on wasm32-unknown-unknown" \
     cargo check -p tributary-core --target wasm32-unknown-unknown --locked
 stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps "${kinesis[@]}" --locked
