@@ -14,6 +14,7 @@
 //! - [`router`]: the router function (Kinesis event → partial batch response).
 //! - [`sqs_dlq`]: dead-letter messages written to SQS.
 //! - [`connector`]: the connector function (the router's invoke payload, or SQS events).
+//! - [`queue_tool`]: `tributary dlq … --queue URL` (list, backup, redrive, purge on SQS).
 //!
 //! # Invariants
 //! - Ingest answers `200` only when every accepted event is in the stream, else `503` (clients
@@ -33,6 +34,7 @@ pub mod connector;
 pub mod destinations;
 pub mod ingest;
 pub mod kinesis_sink;
+pub mod queue_tool;
 pub mod records;
 pub mod router;
 pub mod rules_source;

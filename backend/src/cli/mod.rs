@@ -81,6 +81,10 @@ pub struct DlqArgs {
     /// The configuration file (default: ./tributary.toml if present, else built-in defaults).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// An SQS queue (AWS mode's DLQs) instead of the local DLQ; needs a build with the `aws`
+    /// feature. Credentials and region from the standard AWS chain.
+    #[arg(long, value_name = "URL", global = true)]
+    pub queue: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: DlqCommand,
