@@ -90,6 +90,7 @@ pub fn build_targets(config: &Config) -> Result<HashMap<String, RedriveTarget>, 
 pub struct LocalPipeline {
     /// Where it listens.
     pub address: SocketAddr,
+    log: EventLog,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -196,9 +197,15 @@ impl LocalPipeline {
         });
         Ok(Self {
             address: local_address,
+            log,
             shutdown,
             tasks,
         })
+    }
+
+    /// The embedded log (`tributary serve --source` appends what it reads from a stream).
+    pub fn log(&self) -> &EventLog {
+        &self.log
     }
 
     /// A token that stops the pipeline when cancelled.

@@ -14,6 +14,7 @@
 //! - [`router`]: the router function (Kinesis event → partial batch response).
 //! - [`sqs_dlq`]: dead-letter messages written to SQS.
 //! - [`connector`]: the connector function (the router's invoke payload, or SQS events).
+//! - [`stream_source`]: `tributary serve --source kinesis:STREAM`, the router outside Lambda.
 //! - [`queue_tool`]: `tributary dlq … --queue URL` (list, backup, redrive, purge on SQS).
 //!
 //! # Invariants
@@ -40,6 +41,7 @@ pub mod router;
 pub mod rules_source;
 pub mod settings;
 pub mod sqs_dlq;
+pub mod stream_source;
 
 pub use settings::AwsError;
 pub use sqs_dlq::SqsDeadLetterQueue;

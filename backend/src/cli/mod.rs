@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Listen on this address instead of `server.listen` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Also consume a Kinesis stream (`kinesis:STREAM`): its events are routed and delivered
+    /// like those the ingest accepts; checkpoints in the data dir. Needs the `aws` feature.
+    #[arg(long, value_name = "kinesis:STREAM")]
+    pub source: Option<String>,
     /// Log lines as text or JSON (to stderr).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
