@@ -154,6 +154,18 @@ async fn put_rules(s3: &aws_sdk_s3::Client, bucket: &str, rules: &Value) {
         .unwrap();
 }
 
+/// How many of the fixture's eleven events have one of these names.
+fn names_in_fixture(names: &[&str]) -> usize {
+    let reference: Value = serde_json::from_str(&data("kpl-aggregated-10.json")).unwrap();
+    reference["user_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| serde_json::from_str::<Value>(record["data_utf8"].as_str().unwrap()).unwrap())
+        .filter(|event| names.contains(&event["name"].as_str().unwrap()))
+        .count()
+}
+
 fn mixed_event() -> KinesisEvent {
     serde_json::from_str(&data("kinesis-event-mixed.json")).unwrap()
 }
@@ -166,18 +178,41 @@ fn sequence_numbers(event: &KinesisEvent) -> Vec<String> {
         .collect()
 }
 
+/// One request the stand-in received: the function, the invocation type, the payload.
+type Invocation = (String, String, Value);
+
 /// A stand-in of the Lambda API's `Invoke`: functions named `throttled-*` answer 429
-/// `TooManyRequestsException`, `missing-*` 404 `ResourceNotFoundException`, others 202.
-async fn lambda_stand_in() -> (String, Arc<AtomicUsize>) {
+/// `TooManyRequestsException`, `missing-*` 404 `ResourceNotFoundException`, others 202; every
+/// request is recorded.
+async fn lambda_stand_in() -> (
+    String,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<Invocation>>>,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
     let counter = calls.clone();
+    let recorded = requests.clone();
     let app = axum::Router::new().route(
         "/2015-03-31/functions/{name}/invocations",
         axum::routing::post(
-            move |axum::extract::Path(name): axum::extract::Path<String>| {
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
                 let counter = counter.clone();
+                let recorded = recorded.clone();
                 async move {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let invocation_type = headers
+                        .get("x-amz-invocation-type")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .push((name.clone(), invocation_type, payload));
                     let (status, kind) = if name.contains("throttled") {
                         (429, "TooManyRequestsException")
                     } else if name.contains("missing") {
@@ -204,7 +239,7 @@ async fn lambda_stand_in() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{address}"), calls)
+    (format!("http://{address}"), calls, requests)
 }
 
 struct RouterSetup {
@@ -345,7 +380,7 @@ async fn router_delivers_the_mixed_fixture_and_dead_letters_the_poison_record() 
 #[tokio::test]
 async fn a_transient_destination_failure_reports_only_its_records() {
     let Some(moto) = moto_url() else { return };
-    let (lambda, calls) = lambda_stand_in().await;
+    let (lambda, calls, requests) = lambda_stand_in().await;
     let setup = router_setup(&moto, Some(&lambda)).await;
     let archive = queue(&setup.sqs, "archive").await;
     put_rules(
@@ -377,6 +412,27 @@ async fn a_transient_destination_failure_reports_only_its_records() {
     );
     // analytics once, crm twice (the client's two attempts).
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // The request a Lambda-ARN destination gets: an asynchronous invoke of the function named
+    // by the ARN, with the router's payload of every event the rule enables.
+    let requests = requests.lock().unwrap().clone();
+    let (_, invocation_type, payload) = requests
+        .iter()
+        .find(|(name, _, _)| name.ends_with("analytics"))
+        .unwrap();
+    assert_eq!(invocation_type, "Event");
+    assert_eq!(payload["destination"], "analytics");
+    let names: Vec<&str> = payload["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| *n == "login" || *n == "page_view"));
+    assert_eq!(
+        names.len(),
+        11 - names_in_fixture(&["button_click"]),
+        "every login and page_view of the batch, in one invoke"
+    );
     let dead: Vec<_> = drain(&setup.sqs, &setup.dlq.url).await;
     assert_eq!(dead.len(), 1, "only the poison record");
 }
@@ -384,7 +440,7 @@ async fn a_transient_destination_failure_reports_only_its_records() {
 #[tokio::test]
 async fn a_permanent_destination_failure_is_dead_lettered_not_reported() {
     let Some(moto) = moto_url() else { return };
-    let (lambda, _) = lambda_stand_in().await;
+    let (lambda, _, _) = lambda_stand_in().await;
     let setup = router_setup(&moto, Some(&lambda)).await;
     put_rules(
         &setup.s3,
