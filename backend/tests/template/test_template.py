@@ -142,7 +142,8 @@ def template_problems(template):
             problems.append("router mapping: no StartingPosition")
         if not isinstance(mapping.get("BatchSize"), int) or mapping["BatchSize"] < 2:
             problems.append("router mapping: BatchSize missing or 1 (one invoke per record)")
-        if not isinstance(mapping.get("MaximumBatchingWindowInSeconds"), int):
+        window = mapping.get("MaximumBatchingWindowInSeconds")
+        if not isinstance(window, int) and ref_target(window) not in template.get("Parameters", {}):
             problems.append("router mapping: no MaximumBatchingWindowInSeconds")
         if mapping.get("BisectBatchOnFunctionError") is not True:
             problems.append("router mapping: BisectBatchOnFunctionError is not true")
