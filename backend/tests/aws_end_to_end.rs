@@ -582,4 +582,62 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     let poison: Vec<&str> = dlq.messages().iter().filter_map(|m| m.body()).collect();
     assert_eq!(poison.len(), 1, "{poison:?}");
     assert!(poison[0].contains("poison_record"));
+
+    // 5. A Lambda-ARN destination against moto's Lambda (without Docker, its Invoke answers
+    //    202 for an asynchronous invoke): every event sent, nothing reported, nothing
+    //    dead-lettered. What the request holds is checked against a stand-in in aws_handlers.
+    let function_arn = moto_function(&moto, &unique("e2e-connector-fn"));
+    s3.put_object()
+        .bucket(&bucket)
+        .key("rules.json")
+        .body(
+            json!([{"destination_name": "analytics", "destination_arn": function_arn,
+                    "enabled_events": ["*"]}])
+            .to_string()
+            .into_bytes()
+            .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let report = router.route(&batch(&records)).await.unwrap();
+    assert!(report.failed_sequence_numbers.is_empty(), "{report:?}");
+    assert_eq!(report.dead_lettered, 0, "{report:?}");
+    assert_eq!(report.sent, report.events, "{report:?}");
+    assert!(report.requests >= 1);
+}
+
+/// A function in moto's Lambda (moto configured not to need Docker; its IAM role created too),
+/// made with boto3, which moto's server brings along.
+fn moto_function(moto: &str, name: &str) -> String {
+    let script = r##"
+import io, json, sys, urllib.request, zipfile
+import boto3
+url, name = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(url + "/moto-api/config", method="POST",
+    data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+    headers={"Content-Type": "application/json"})
+urllib.request.urlopen(request).read()
+kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+          aws_secret_access_key="test")
+role = boto3.client("iam", **kw).create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+     "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+code = io.BytesIO()
+with zipfile.ZipFile(code, "w") as archive:
+    archive.writestr("bootstrap", "exit 0")
+function = boto3.client("lambda", **kw).create_function(FunctionName=name,
+    Runtime="provided.al2023", Role=role, Handler="bootstrap", Code={"ZipFile": code.getvalue()})
+print(function["FunctionArn"])
+"##;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, moto, name])
+        .output()
+        .expect("python3 runs (scripts/start-moto.sh installs moto and boto3)");
+    assert!(
+        output.status.success(),
+        "creating a function in moto: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
