@@ -11,11 +11,11 @@
 //! record that is not a valid envelope (that user record alone; its neighbours are delivered).
 
 use std::borrow::Cow;
-use std::hash::{Hash, Hasher};
 
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use base64::Engine;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tributary_core::envelope::MAX_EVENT_BYTES;
 use tributary_core::{Envelope, Timestamp, kpl};
 
@@ -159,10 +159,15 @@ fn envelope(
     let json: Cow<'_, str> = if envelope.received_at.is_some() && envelope.id.is_some() {
         Cow::Borrowed(text)
     } else {
-        // An id derived from where the record is, so that a redelivered batch keeps it.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (sequence_number, sub_sequence_number).hash(&mut hasher);
-        let mut rng = fastrand::Rng::with_seed(hasher.finish());
+        // An id derived from where the record is (SHA-256, stable across builds), so that a
+        // redelivered batch keeps it.
+        let digest = Sha256::new()
+            .chain_update(sequence_number.as_bytes())
+            .chain_update(sub_sequence_number.unwrap_or(u64::MAX).to_be_bytes())
+            .finalize();
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        let mut rng = fastrand::Rng::with_seed(u64::from_be_bytes(seed));
         let received_at = envelope
             .received_at
             .and_then(Timestamp::from_datetime)
@@ -176,4 +181,62 @@ fn envelope(
         name: envelope.name,
         json: json.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARRIVAL: Timestamp = Timestamp::from_unix_millis(1_795_000_000_123);
+
+    #[test]
+    fn a_direct_envelope_gets_received_at_and_a_stable_id() {
+        let data = br#"{"name": "login", "data": {}, "anonymous_id": "anon-1"}"#;
+        let first = read_data("shardId-000000000000", "4959", "anon-1", data, ARRIVAL);
+        let again = read_data("shardId-000000000000", "4959", "anon-1", data, ARRIVAL);
+        assert!(first.poison.is_empty());
+        let event = &first.events[0].event;
+        assert_eq!(event, &again.events[0].event, "a redelivery keeps the id");
+        let envelope: serde_json::Value = serde_json::from_str(&event.json).unwrap();
+        assert_eq!(envelope["received_at"], "2026-11-18T11:06:40.123Z");
+        assert_eq!(envelope["id"], event.id.as_str());
+        assert_eq!(event.partition_key, "anon-1");
+        let elsewhere = read_data("shardId-000000000000", "4960", "anon-1", data, ARRIVAL);
+        assert_ne!(elsewhere.events[0].event.id, event.id);
+    }
+
+    #[test]
+    fn an_envelope_from_the_ingest_is_kept_byte_for_byte() {
+        let data =
+            br#"{"id":"e-1","name":"login","data":{},"received_at":"2026-11-27T10:00:00.000Z"}"#;
+        let read = read_data("s", "1", "k", data, ARRIVAL);
+        assert_eq!(read.events[0].event.json.as_bytes(), &data[..]);
+    }
+
+    #[test]
+    fn a_bad_user_record_costs_only_itself() {
+        let mut builder = kpl::AggregateBuilder::new(kpl::DEFAULT_MAX_AGGREGATE_BYTES);
+        builder.add("a", None, br#"{"id":"1","name":"ok","data":{}}"#);
+        builder.add("b", None, br#"{"id":"2","name":"","data":{}}"#);
+        builder.add("c", None, br#"{"id":"3","name":"ok","data":{}}"#);
+        let aggregate = builder.finish();
+        let read = read_data("s", "7", "a", &aggregate, ARRIVAL);
+        assert_eq!(read.events.len(), 2);
+        assert!(read.events.iter().all(|event| event.sequence_number == "7"));
+        assert_eq!(read.poison.len(), 1);
+        assert_eq!(read.poison[0].sub_sequence_number, Some(1));
+        assert_eq!(read.poison[0].partition_key, "b");
+
+        let mut broken = aggregate.clone();
+        let last = broken.len() - 1;
+        broken[last] ^= 0xff;
+        let read = read_data("s", "8", "a", &broken, ARRIVAL);
+        assert!(read.events.is_empty());
+        assert_eq!(read.poison.len(), 1);
+        assert!(
+            read.poison[0].error.contains("MD5"),
+            "{}",
+            read.poison[0].error
+        );
+    }
 }
