@@ -25,6 +25,14 @@ cleanup() {
         kill -- "-$watch_pid" 2>/dev/null || kill "$watch_pid" 2>/dev/null || true
         wait "$watch_pid" 2>/dev/null || true
     fi
+    if [[ -f "$work/resources.json" ]]; then
+        # moto is shared and keeps every record in memory: the stream goes.
+        python3 - "$work/resources.json" <<'PY' || true
+import json, sys
+import boto3
+boto3.client("kinesis").delete_stream(StreamName=json.load(open(sys.argv[1]))["stream"])
+PY
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT

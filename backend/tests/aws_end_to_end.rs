@@ -605,6 +605,13 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     assert_eq!(report.dead_lettered, 0, "{report:?}");
     assert_eq!(report.sent, report.events, "{report:?}");
     assert!(report.requests >= 1);
+    // moto is shared and keeps every record in memory: the stream goes.
+    kinesis
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// A function in moto's Lambda (moto configured not to need Docker; its IAM role created too),

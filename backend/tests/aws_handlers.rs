@@ -664,6 +664,12 @@ async fn ingest_answers_every_status_through_api_gateway() {
         assert!(stored_ids.contains(id), "{id} is not in the stream");
     }
     assert_eq!(accepted_ids.len(), 5);
+    kinesis
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
 }
 
 fn flate2_decode(base64_gzip: &str) -> Vec<u8> {
