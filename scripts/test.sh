@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
-# the docs, README's first command (scripts/demo.sh --check) and the status page in headless
-# Chromium (scripts/test-browser.sh). README.md gives this command; .ci/run runs exactly this.
+# the docs, README's first command (scripts/demo.sh --check), the status page in headless
+# Chromium (scripts/test-browser.sh), Segment's analytics-node against `tributary serve`
+# (scripts/test-segment.sh), and AWS mode: the SAM template (cfn-lint and its requirements test)
+# and the Lambda binaries under cargo lambda watch (scripts/test-lambda-watch.sh). README.md
+# gives this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,5 +67,9 @@ stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 stage "demo (scripts/demo.sh --check)" env TRIBUTARY_LISTEN=127.0.0.1:0 bash scripts/demo.sh --check
 # The status page in headless Chromium (installs chromium and the npm packages when missing).
 stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-browser.sh
+# Segment compatibility (issue 9): Segment's own @segment/analytics-node, from npm, sends every
+# call type to `tributary serve` and the test finds the mapped envelopes in the warehouse
+# (installs node and the npm packages of tests/segment when missing).
+stage "Segment's analytics-node against serve (scripts/test-segment.sh)" bash scripts/test-segment.sh
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

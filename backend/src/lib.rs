@@ -12,6 +12,7 @@
 //! - [`connectors`]: `sqlite`, `jsonl`, `webhook`.
 //! - [`dlq`]: the dead-letter queue, backups and redrive.
 //! - [`ops`]: `/healthz`, `/metrics`, the status page.
+//! - [`privacy`]: client addresses, consent, suppression, deletion, the audit trail.
 //! - [`local`]: local mode, everything in one process.
 //! - [`cli`]: the `tributary` command.
 //! - `aws` (feature `aws`): AWS mode's Lambda functions (ingest, router, connector).
@@ -29,4 +30,5 @@ pub mod ingest;
 pub mod local;
 pub mod log;
 pub mod ops;
+pub mod privacy;
 pub mod routing;

@@ -1,7 +1,7 @@
 //! Local mode: the whole pipeline in one process (`tributary serve`).
 //!
 //! ingest (axum) → embedded log → one delivery worker per destination → connectors → DLQ,
-//! plus `/healthz`, `/metrics` and the status page.
+//! plus `/healthz`, `/metrics`, the status page and the privacy admin endpoints.
 //!
 //! # Invariants
 //! - Nothing is served before the rules loaded, every rule names a configured destination, and
@@ -28,6 +28,10 @@ use crate::ingest::{self, IngestState, RateLimiter, WriteKeys};
 use crate::log::{EventLog, LogOptions, maintenance};
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, AdminAccess};
+use crate::privacy::requests::ErasureTarget;
+use crate::privacy::{
+    self, ConsentRequirement, IngestPrivacy, LiveSuppressions, PrivacyRequests, SuppressionFile,
+};
 use crate::routing::RoutingRules;
 use crate::{clock, connectors};
 
@@ -37,6 +41,8 @@ const JOBS_PER_DESTINATION: usize = 4;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the DLQ depth gauge is refreshed (the `dlq` commands change it from outside).
 const DLQ_DEPTH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the suppression list file is checked for changes made by `tributary privacy`.
+pub const SUPPRESSION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +120,10 @@ impl LocalPipeline {
         let dlq = DeadLetterQueue::open(&config.storage.data_dir)
             .map_err(|error| setup(error.to_string()))?;
         let metrics = Arc::new(Metrics::new());
+        let suppressions = Arc::new(
+            LiveSuppressions::open(SuppressionFile::in_data_dir(&config.storage.data_dir))
+                .map_err(|error| setup(error.to_string()))?,
+        );
 
         let address = listen.unwrap_or(&config.server.listen).to_owned();
         let listener = tokio::net::TcpListener::bind(&address)
@@ -137,8 +147,31 @@ impl LocalPipeline {
                 .then(|| RateLimiter::new(config.server.rate_limit_per_key)),
             metrics: metrics.clone(),
             rules: Some(rules.clone()),
+            privacy: IngestPrivacy {
+                ip_mode: config.privacy.ip_mode,
+                trusted_proxies: config.server.trusted_proxies.clone(),
+                suppressions: suppressions.clone(),
+            },
         });
+        let erasure_targets = config
+            .destinations
+            .iter()
+            .map(|(name, destination)| {
+                let target = match connectors::erased_elsewhere(&destination.kind) {
+                    Some(elsewhere) => ErasureTarget::Elsewhere(elsewhere.to_owned()),
+                    None => ErasureTarget::Connector(targets[name].connector.clone()),
+                };
+                (name.clone(), target)
+            })
+            .collect();
+        let privacy_requests = Arc::new(PrivacyRequests::new(
+            &config.storage.data_dir,
+            erasure_targets,
+            Some(suppressions.clone()),
+            Duration::ZERO,
+        ));
         let app = ingest::router(ingest_state, &config.server.allowed_origins)
+            .merge(privacy::admin::router(privacy_requests, access.clone()))
             .merge(ops::router(metrics.clone(), access));
 
         let shutdown = CancellationToken::new();
@@ -155,6 +188,8 @@ impl LocalPipeline {
                     dlq: Arc::new(dlq.clone()),
                     deadline: None,
                     metrics: metrics.clone(),
+                    consent: ConsentRequirement::new(&destination.requires_consent),
+                    suppressions: suppressions.clone(),
                 }),
                 batch_size: destination.batch_size,
                 max_jobs: JOBS_PER_DESTINATION,
@@ -178,6 +213,7 @@ impl LocalPipeline {
             options,
             shutdown.clone(),
         ));
+        tasks.spawn(follow_suppressions(suppressions, shutdown.clone()));
 
         let server_shutdown = shutdown.clone();
         let server_log = log.clone();
@@ -230,6 +266,34 @@ pub(crate) fn admin_access(address: SocketAddr, variable: &str) -> AdminAccess {
         _ => AdminAccess::Closed {
             variable: variable.to_owned(),
         },
+    }
+}
+
+/// Re-reads the suppression list when another process (`tributary privacy …`) changed it.
+async fn follow_suppressions(suppressions: Arc<LiveSuppressions>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(SUPPRESSION_INTERVAL);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                let suppressions = suppressions.clone();
+                match tokio::task::spawn_blocking(move || suppressions.refresh()).await {
+                    Ok(Ok(true)) => {
+                        failing = false;
+                        tracing::info!(message = "suppression list reloaded");
+                    }
+                    Ok(Ok(false)) => failing = false,
+                    Ok(Err(error)) => {
+                        if !failing {
+                            tracing::error!(message = "suppression list unreadable; the previous one stays in force", %error);
+                        }
+                        failing = true;
+                    }
+                    Err(error) => tracing::warn!(message = "suppression reload task failed", %error),
+                }
+            }
+        }
     }
 }
 

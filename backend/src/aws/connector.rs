@@ -20,6 +20,7 @@ use crate::delivery::job::{self, JobContext, JobOutcome};
 use crate::dlq::DeadLetterSink;
 use crate::dlq::redrive::parse_body;
 use crate::ops::metrics::Metrics;
+use crate::privacy::{ConsentRequirement, LiveSuppressions};
 
 /// Time kept back from the function's deadline for the DLQ write and the answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
@@ -182,6 +183,8 @@ impl ConnectorFunction {
             dlq: self.dlq.clone(),
             deadline: Some(deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline)),
             metrics: self.metrics.clone(),
+            consent: ConsentRequirement::new(&self.settings.requires_consent),
+            suppressions: Arc::new(LiveSuppressions::empty()),
         });
         let mut report = ConnectorReport::default();
         for batch in events.chunks(self.settings.batch_size.max(1)) {

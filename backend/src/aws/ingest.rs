@@ -15,6 +15,7 @@ use super::kinesis_sink::KinesisSink;
 use super::settings::{self, AwsError};
 use crate::ingest::{EventSink, IngestState, RateLimiter, WriteKeys};
 use crate::ops::metrics::Metrics;
+use crate::privacy::IngestPrivacy;
 
 /// What the ingest function is built from.
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
             .then(|| RateLimiter::new(settings.rate_limit_per_key)),
         metrics: Arc::new(Metrics::new()),
         rules: None,
+        privacy: IngestPrivacy::default(),
     });
     crate::ingest::router(state, &settings.allowed_origins).route(
         "/healthz",

@@ -8,7 +8,8 @@
 //! - `redrive [--from FILE]`: ReceiveMessage → deliver through the configured connectors →
 //!   DeleteMessage; what fails again is sent back to the queue as a new message with `attempts`
 //!   raised before the original is deleted (SQS messages cannot be changed). Messages it cannot
-//!   read or has no destination for are made visible again.
+//!   read or has no destination for are made visible again. Events of deleted or suppressed
+//!   users are left out (a message left with no other event is deleted), as in local mode.
 //! - `purge`: `PurgeQueue`, or with `--destination` only that destination's messages.
 //!
 //! # Invariants
@@ -35,6 +36,7 @@ use crate::dlq::DeadLetterMessage;
 use crate::dlq::backup::{self, BackupLine};
 use crate::dlq::message::{Attribute, DeadLetterError, MESSAGE_VERSION};
 use crate::dlq::redrive::{RedriveReport, RedriveTarget, deliver_once, parse_body};
+use crate::privacy::SuppressionIndex;
 
 /// How long a received message stays invisible to others during a run.
 pub const VISIBILITY: Duration = Duration::from_secs(300);
@@ -307,6 +309,7 @@ impl QueueTool {
         from: Option<&[Result<BackupLine, String>]>,
         destination: Option<&str>,
         dry_run: bool,
+        privacy: &SuppressionIndex,
     ) -> Result<RedriveReport, AwsError> {
         let bar = self.bar("redriving");
         let mut report = RedriveReport::default();
@@ -357,7 +360,23 @@ impl QueueTool {
                 release.extend(received);
                 continue;
             };
-            let events = message.outgoing_events();
+            let mut events = message.outgoing_events();
+            let before = events.len();
+            events.retain(|event| privacy.router_drops_json(&event.json).is_none());
+            let dropped = before - events.len();
+            report.privacy_dropped += dropped;
+            if dropped > 0 {
+                report.lines.push(format!(
+                    "{label}: {dropped} events of deleted or suppressed users not redriven"
+                ));
+            }
+            if events.is_empty() {
+                match (&received, dry_run) {
+                    (Some(received), false) => self.delete(&[received]).await?,
+                    _ => release.extend(received),
+                }
+                continue;
+            }
             if dry_run {
                 report.lines.push(format!(
                     "{label}: would redrive {} events to {} (attempts so far: {})",

@@ -6,6 +6,7 @@ use crate::dlq::backup::{self, BackupLine};
 use crate::dlq::redrive::{self, RedriveSource};
 use crate::dlq::{DeadLetterQueue, StoredMessage};
 use crate::local::build_targets;
+use crate::privacy::SuppressionFile;
 
 pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
     if let Some(queue) = args.queue.clone() {
@@ -65,20 +66,32 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
                 Some(lines) => RedriveSource::File(lines),
                 None => RedriveSource::Queue,
             };
-            let report = redrive::redrive(&dlq, &targets, source, destination.as_deref(), dry_run)
-                .await
-                .map_err(|error| error.to_string())?;
+            let privacy = SuppressionFile::in_data_dir(&config.storage.data_dir)
+                .load()
+                .map_err(|error| error.to_string())?
+                .index();
+            let report = redrive::redrive(
+                &dlq,
+                &targets,
+                source,
+                destination.as_deref(),
+                dry_run,
+                &privacy,
+            )
+            .await
+            .map_err(|error| error.to_string())?;
             for line in &report.lines {
                 println!("{line}");
             }
             println!(
-                "{}{} messages: {} events delivered, {} failed again ({} messages kept in the DLQ), {} skipped",
+                "{}{} messages: {} events delivered, {} failed again ({} messages kept in the DLQ), {} skipped{}",
                 if dry_run { "dry run: " } else { "" },
                 report.messages,
                 report.delivered,
                 report.failed,
                 report.kept,
-                report.skipped
+                report.skipped,
+                privacy_note(report.privacy_dropped)
             );
             if report.failed > 0 || report.skipped > 0 {
                 return Err("some messages were not redriven".into());
@@ -215,12 +228,17 @@ async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
                 ),
                 None => None,
             };
+            let privacy = SuppressionFile::in_data_dir(&config.storage.data_dir)
+                .load()
+                .map_err(|error| error.to_string())?
+                .index();
             let report = tool
                 .redrive(
                     &targets,
                     file_lines.as_deref(),
                     destination.as_deref(),
                     dry_run,
+                    &privacy,
                 )
                 .await
                 .map_err(failed)?;
@@ -228,13 +246,14 @@ async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
                 println!("{line}");
             }
             println!(
-                "{}{} messages: {} events delivered, {} failed again ({} messages back in {queue}), {} skipped",
+                "{}{} messages: {} events delivered, {} failed again ({} messages back in {queue}), {} skipped{}",
                 if dry_run { "dry run: " } else { "" },
                 report.messages,
                 report.delivered,
                 report.failed,
                 report.kept,
-                report.skipped
+                report.skipped,
+                privacy_note(report.privacy_dropped)
             );
             if report.failed > 0 || report.skipped > 0 {
                 return Err("some messages were not redriven".into());
@@ -248,5 +267,14 @@ async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+/// The summary's note on events left out for privacy (empty when none were).
+fn privacy_note(dropped: usize) -> String {
+    if dropped > 0 {
+        format!(", {dropped} events of deleted or suppressed users left out")
+    } else {
+        String::new()
     }
 }

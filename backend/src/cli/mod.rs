@@ -1,7 +1,8 @@
-//! The `tributary` command: `serve`, `rules check`, `dlq …`, `send`. `docs/CLI.md` is its
+//! The `tributary` command: `serve`, `rules check`, `dlq …`, `privacy …`, `send`. `docs/CLI.md` is its
 //! reference.
 
 mod dlq;
+mod privacy;
 mod rules;
 mod send;
 mod serve;
@@ -34,8 +35,85 @@ pub enum Command {
     },
     /// Inspect, back up, redrive or purge the dead-letter queue (works while `serve` runs).
     Dlq(DlqArgs),
+    /// Delete or suppress a user's events, and show the suppression list and the audit trail
+    /// (works while `serve` runs).
+    Privacy(PrivacyArgs),
     /// Send demo traffic to a running server through the server SDK (tributary-server).
     Send(SendArgs),
+}
+
+/// `tributary privacy …`.
+#[derive(Debug, clap::Args)]
+pub struct PrivacyArgs {
+    /// The configuration file (default: ./tributary.toml if present, else built-in defaults).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PrivacyCommand,
+}
+
+/// Whose events a privacy command is about (at least one; each may repeat).
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = true)]
+pub struct SubjectArgs {
+    /// A user id (the events' `user_id`).
+    #[arg(long = "user", value_name = "ID")]
+    pub user_ids: Vec<String>,
+    /// An anonymous id (the events' `anonymous_id`).
+    #[arg(long = "anonymous-id", value_name = "ID")]
+    pub anonymous_ids: Vec<String>,
+}
+
+/// The privacy subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Delete the events of these users from the log, the DLQ and every destination that can
+    /// delete (SQLite, PostgreSQL, JSON Lines), and record the request.
+    Delete {
+        /// Whose events.
+        #[command(flatten)]
+        subjects: SubjectArgs,
+        /// Also suppress them (drop their future events).
+        #[arg(long)]
+        suppress: bool,
+        /// Why, for the audit trail.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Print the audit record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop these users' future events at the ingest (counted, answered as accepted).
+    Suppress {
+        /// Whose events.
+        #[command(flatten)]
+        subjects: SubjectArgs,
+        /// Why, for the audit trail.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Collect these users' events again.
+    Unsuppress {
+        /// Whose events.
+        #[command(flatten)]
+        subjects: SubjectArgs,
+        /// Why, for the audit trail.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Show the suppressed users.
+    List {
+        /// Print the whole suppression list file (JSON), deletions included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the audit trail of privacy requests.
+    Requests {
+        /// One JSON object per line, as stored.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `tributary serve`.
@@ -174,6 +252,7 @@ pub fn main() -> ExitCode {
                 command: RulesCommand::Check { file, config },
             } => rules::check(&file, config.as_deref()),
             Command::Dlq(args) => dlq::run(args).await,
+            Command::Privacy(args) => privacy::run(args).await,
             Command::Send(args) => send::run(args).await,
         }
     });

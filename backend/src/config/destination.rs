@@ -1,5 +1,7 @@
 //! `[destinations.NAME]` and `[retry]`: what each destination kind takes.
 //!
+//! Every kind also takes `requires_consent` (a list of consent categories).
+//!
 //! | kind | required | optional |
 //! |---|---|---|
 //! | `sqlite` | `path` | `batch_size`, `retry` |
@@ -31,6 +33,9 @@ pub struct Destination {
     pub batch_size: usize,
     /// The retry rule's settings for this destination.
     pub retry: RetrySettings,
+    /// Consent categories an event must grant (`context.consent`) to be sent here; empty =
+    /// every event routed here is sent.
+    pub requires_consent: Vec<String>,
 }
 
 /// What a destination is, with the settings of its kind.
@@ -239,6 +244,8 @@ pub(super) struct RawDestination {
     identity: Option<RawIdentity>,
     requests_per_10s: Option<u32>,
     table: Option<String>,
+    #[serde(default)]
+    requires_consent: Vec<String>,
 }
 
 /// `identity = { email = …, object_id = …, utk = … }`: each a path or a list of paths.
@@ -457,10 +464,21 @@ impl RawDestination {
                 }
             }
         };
+        if let Some(blank) = self
+            .requires_consent
+            .iter()
+            .position(|category| category.trim().is_empty())
+        {
+            return Err((
+                format!("requires_consent[{blank}]"),
+                "a consent category must not be empty".into(),
+            ));
+        }
         Ok(Destination {
             kind,
             batch_size,
             retry,
+            requires_consent: self.requires_consent.clone(),
         })
     }
 

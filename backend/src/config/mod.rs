@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::privacy::{IpMode, TrustedProxies};
+
 pub use destination::{Destination, DestinationKind, HubspotIdentity, MixpanelAuth, RetrySettings};
 use destination::{RawDestination, RawRetry};
 
@@ -42,6 +44,15 @@ pub struct Config {
     pub rules: RulesSource,
     /// `[destinations.NAME]`, by name.
     pub destinations: BTreeMap<String, Destination>,
+    /// `[privacy]`.
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: what the ingest keeps of the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivacyConfig {
+    /// `full`, `anonymize` (default) or `drop`.
+    pub ip_mode: IpMode,
 }
 
 /// Where the configuration came from.
@@ -83,6 +94,8 @@ pub struct ServerConfig {
     pub rate_limit_per_key: u32,
     /// The environment variable holding the admin token.
     pub admin_token_env: String,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs or addresses).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// `[storage]`: the durable log and the DLQ.
@@ -143,6 +156,22 @@ struct RawConfig {
     retry: RawRetry,
     #[serde(default)]
     destinations: BTreeMap<String, RawDestination>,
+    #[serde(default)]
+    privacy: RawPrivacy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPrivacy {
+    ip_mode: String,
+}
+
+impl Default for RawPrivacy {
+    fn default() -> Self {
+        Self {
+            ip_mode: "anonymize".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +182,7 @@ struct RawServer {
     allowed_origins: Vec<String>,
     rate_limit_per_key: u32,
     admin_token_env: String,
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -163,6 +193,7 @@ impl Default for RawServer {
             allowed_origins: vec!["*".into()],
             rate_limit_per_key: 0,
             admin_token_env: "TRIBUTARY_ADMIN_TOKEN".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -271,6 +302,15 @@ impl Config {
             allowed_origins: raw.server.allowed_origins,
             rate_limit_per_key: raw.server.rate_limit_per_key,
             admin_token_env: raw.server.admin_token_env,
+            trusted_proxies: TrustedProxies::parse(&raw.server.trusted_proxies)
+                .map_err(|message| invalid("server.trusted_proxies", message))?,
+        };
+        let privacy = PrivacyConfig {
+            ip_mode: raw
+                .privacy
+                .ip_mode
+                .parse()
+                .map_err(|message| invalid("privacy.ip_mode", message))?,
         };
         let storage = StorageConfig {
             data_dir: base.join(&raw.storage.data_dir),
@@ -306,6 +346,7 @@ impl Config {
             storage,
             rules,
             destinations,
+            privacy,
         })
     }
 

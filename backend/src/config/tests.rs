@@ -265,3 +265,80 @@ fn real_destinations_refuse_unusable_values() {
         );
     }
 }
+
+#[test]
+fn privacy_keys_have_defaults_and_are_checked() {
+    let config = Config::parse(
+        DEFAULT_CONFIG,
+        ConfigSource::BuiltIn(PathBuf::from("/work")),
+    )
+    .unwrap();
+    assert_eq!(config.privacy.ip_mode, crate::privacy::IpMode::Anonymize);
+    assert_eq!(
+        config.server.trusted_proxies,
+        crate::privacy::TrustedProxies::default()
+    );
+    assert!(config.destinations["archive"].requires_consent.is_empty());
+
+    let config = Config::parse(
+        r#"
+[server]
+trusted_proxies = ["10.0.0.0/8", "fd00::/8", "192.0.2.1"]
+
+[privacy]
+ip_mode = "drop"
+
+[destinations.archive]
+kind = "jsonl"
+path = "archive.jsonl"
+requires_consent = ["analytics", "marketing"]
+"#,
+        file_source(),
+    )
+    .unwrap();
+    assert_eq!(config.privacy.ip_mode, crate::privacy::IpMode::Drop);
+    assert!(
+        config
+            .server
+            .trusted_proxies
+            .contains("10.1.2.3".parse().unwrap())
+    );
+    assert!(
+        config
+            .server
+            .trusted_proxies
+            .contains("192.0.2.1".parse().unwrap())
+    );
+    assert!(
+        !config
+            .server
+            .trusted_proxies
+            .contains("192.0.2.2".parse().unwrap())
+    );
+    assert_eq!(
+        config.destinations["archive"].requires_consent,
+        ["analytics", "marketing"]
+    );
+
+    for (text, expected) in [
+        (
+            "[privacy]\nip_mode = \"hash\"\n",
+            "privacy.ip_mode: \"hash\" is not an ip_mode",
+        ),
+        (
+            "[privacy]\nip_modes = \"drop\"\n",
+            "unknown field `ip_modes`",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy\"]\n",
+            "server.trusted_proxies: \"proxy\" is not a CIDR",
+        ),
+        (
+            "[destinations.a]\nkind = \"jsonl\"\npath = \"a\"\nrequires_consent = [\"\"]\n",
+            "destinations.a.requires_consent[0]: a consent category must not be empty",
+        ),
+    ] {
+        let error = Config::parse(text, file_source()).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+}

@@ -36,7 +36,11 @@ use super::retry::{failure_for_status, parse_retry_after};
 use super::support::{
     self, Redactor, chunks, describe_http_error, lookup, occurred_at, parse_envelope, text,
 };
-use super::{Connector, DeliveryFuture, Failure, OutgoingEvent};
+use super::{Connector, DeliveryFuture, Erasure, ErasureFuture, Failure, OutgoingEvent};
+use crate::privacy::SubjectSet;
+
+/// Where a privacy deletion must happen instead (HubSpot keeps the events).
+pub const ERASED_ELSEWHERE: &str = "HubSpot keeps these events on the contact: delete the contact with HubSpot's GDPR delete (POST /crm/v3/objects/contacts/gdpr-delete)";
 use crate::config::HubspotIdentity;
 
 /// The most occurrences per batch request.
@@ -400,6 +404,10 @@ impl Connector for HubspotConnector {
                 .collect();
             support::outcome(events.len(), failures)
         })
+    }
+
+    fn erase<'a>(&'a self, _subjects: &'a SubjectSet) -> ErasureFuture<'a> {
+        Box::pin(async { Erasure::Unsupported(ERASED_ELSEWHERE.into()) })
     }
 }
 

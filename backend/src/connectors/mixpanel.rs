@@ -35,7 +35,13 @@ use super::retry::failure_for_status;
 use super::support::{
     self, Redactor, chunks, describe_http_error, lookup, occurred_at, parse_envelope, text,
 };
-use super::{Connector, DeliveryFuture, Failure, FailureClass, OutgoingEvent};
+use super::{
+    Connector, DeliveryFuture, Erasure, ErasureFuture, Failure, FailureClass, OutgoingEvent,
+};
+use crate::privacy::SubjectSet;
+
+/// Where a privacy deletion must happen instead (Mixpanel keeps the events).
+pub const ERASED_ELSEWHERE: &str = "Mixpanel keeps these events: delete them with Mixpanel's GDPR API (/api/app/data-deletions/v3.0) or the project's Data Deletion settings";
 
 /// The most events Mixpanel takes per request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 2_000;
@@ -343,6 +349,10 @@ impl Connector for MixpanelConnector {
                 .collect();
             support::outcome(events.len(), failures)
         })
+    }
+
+    fn erase<'a>(&'a self, _subjects: &'a SubjectSet) -> ErasureFuture<'a> {
+        Box::pin(async { Erasure::Unsupported(ERASED_ELSEWHERE.into()) })
     }
 }
 

@@ -16,6 +16,8 @@
 //!   message, a log line or a DLQ record: secrets are read from the environment variables the
 //!   configuration names, sent only in headers or to the driver, and the API and database
 //!   connectors pass every message through [`support::Redactor`].
+//! - [`Connector::erase`] removes a subject's events from the stores Tributary owns (`sqlite`,
+//!   `postgres`, `jsonl`); the others say where to delete instead.
 //! - [`Delivery::Delivered`] means the destination has the events (for files: written and
 //!   synced to disk).
 
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 use crate::config::{Destination, DestinationKind, MixpanelAuth};
 use crate::log::LogRecord;
+use crate::privacy::SubjectSet;
 
 /// One event to deliver: its id, name, ordering key and envelope JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,10 +131,36 @@ pub enum Delivery {
 /// The future a connector returns.
 pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
 
+/// What erasing a subject's events from a destination did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// This many events were removed.
+    Erased(u64),
+    /// The destination keeps the events outside Tributary's reach; what to do instead.
+    Unsupported(String),
+    /// Erasing failed (no secret in the message).
+    Failed(String),
+}
+
+/// The future [`Connector::erase`] returns.
+pub type ErasureFuture<'a> = Pin<Box<dyn Future<Output = Erasure> + Send + 'a>>;
+
 /// Delivers batches to one destination.
 pub trait Connector: Send + Sync {
     /// Delivers `events` (1 to the destination's `batch_size`) once.
     fn deliver<'a>(&'a self, events: &'a [OutgoingEvent]) -> DeliveryFuture<'a>;
+
+    /// Removes every event of these subjects the destination holds (a privacy deletion).
+    /// Stores Tributary owns (warehouses, files) do; remote services answer
+    /// [`Erasure::Unsupported`] with where to delete instead.
+    fn erase<'a>(&'a self, subjects: &'a SubjectSet) -> ErasureFuture<'a> {
+        let _ = subjects;
+        Box::pin(async {
+            Erasure::Unsupported(
+                "this destination keeps the events outside Tributary: delete them there".into(),
+            )
+        })
+    }
 }
 
 /// Why a connector cannot be built.
@@ -243,6 +272,19 @@ pub fn build(name: &str, destination: &Destination) -> Result<Arc<dyn Connector>
                 })?,
             ))
         }
+    }
+}
+
+/// For destinations whose events live outside Tributary: where a privacy deletion must happen
+/// instead (`None` for the stores [`Connector::erase`] cleans).
+pub fn erased_elsewhere(kind: &DestinationKind) -> Option<&'static str> {
+    match kind {
+        DestinationKind::Mixpanel { .. } => Some(mixpanel::ERASED_ELSEWHERE),
+        DestinationKind::Hubspot { .. } => Some(hubspot::ERASED_ELSEWHERE),
+        DestinationKind::Webhook { .. } => Some(webhook::ERASED_ELSEWHERE),
+        DestinationKind::Sqlite { .. }
+        | DestinationKind::Jsonl { .. }
+        | DestinationKind::Postgres { .. } => None,
     }
 }
 

@@ -32,7 +32,8 @@ use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
 use super::support::{self, Redactor, parse_envelope, text, timestamp};
-use super::{Connector, DeliveryFuture, Failure, OutgoingEvent};
+use super::{Connector, DeliveryFuture, Erasure, ErasureFuture, Failure, OutgoingEvent};
+use crate::privacy::SubjectSet;
 
 /// Connections in the pool (a destination runs at most four jobs at once).
 pub const POOL_SIZE: usize = 4;
@@ -374,6 +375,50 @@ impl Connector for PostgresConnector {
             support::outcome(events.len(), failures)
         })
     }
+
+    fn erase<'a>(&'a self, subjects: &'a SubjectSet) -> ErasureFuture<'a> {
+        Box::pin(async move {
+            let erase = async {
+                let client = self
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|error| pool_failure(&error))?;
+                let user_ids = subjects.user_ids();
+                let anonymous_ids = subjects.anonymous_ids();
+                match client
+                    .execute(&delete_sql(&self.table), &[&user_ids, &anonymous_ids])
+                    .await
+                {
+                    Ok(rows) => Ok(rows),
+                    // No table yet: nothing was ever delivered here.
+                    Err(error)
+                        if error.code()
+                            == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+                    {
+                        Ok(0)
+                    }
+                    Err(error) => Err(classify(&error, "the delete failed")),
+                }
+            };
+            match tokio::time::timeout(self.timeout, erase).await {
+                Ok(Ok(rows)) => Erasure::Erased(rows),
+                Ok(Err(failure)) => Erasure::Failed(self.redactor.failure(failure).message),
+                Err(_) => Erasure::Failed(format!(
+                    "PostgreSQL: the delete did not finish within {} ms",
+                    self.timeout.as_millis()
+                )),
+            }
+        })
+    }
+}
+
+/// The privacy delete: every row of these user ids or anonymous ids.
+pub fn delete_sql(table: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE user_id = ANY($1::text[]) OR anonymous_id = ANY($2::text[])",
+        quoted_table(table)
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Connector, Delivery, DeliveryFuture, Failure, OutgoingEvent};
+use super::{Connector, Delivery, DeliveryFuture, Erasure, ErasureFuture, Failure, OutgoingEvent};
+use crate::privacy::SubjectSet;
 
 /// Writes batches into `events` with `INSERT … ON CONFLICT (id) DO NOTHING`.
 pub struct SqliteConnector {
@@ -96,6 +97,36 @@ impl Connector for SqliteConnector {
             }
         })
     }
+
+    fn erase<'a>(&'a self, subjects: &'a SubjectSet) -> ErasureFuture<'a> {
+        let connection = self.connection.clone();
+        let user_ids = json_list(&subjects.user_ids());
+        let anonymous_ids = json_list(&subjects.anonymous_ids());
+        Box::pin(async move {
+            let erased = tokio::task::spawn_blocking(move || {
+                let connection = connection
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                connection.execute(
+                    "DELETE FROM events
+                     WHERE user_id IN (SELECT value FROM json_each(?1))
+                        OR anonymous_id IN (SELECT value FROM json_each(?2))",
+                    params![user_ids, anonymous_ids],
+                )
+            })
+            .await;
+            match erased {
+                Ok(Ok(rows)) => Erasure::Erased(rows as u64),
+                Ok(Err(error)) => Erasure::Failed(format!("the warehouse delete failed: {error}")),
+                Err(error) => Erasure::Failed(format!("the warehouse task stopped: {error}")),
+            }
+        })
+    }
+}
+
+/// Ids as a JSON array, for `json_each`.
+fn json_list(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 fn insert(connection: &mut Connection, events: &[OutgoingEvent]) -> Result<(), Failure> {

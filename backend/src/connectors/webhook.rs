@@ -19,7 +19,11 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use sha2::{Digest, Sha256};
 
 use super::retry::{failure_for_status, parse_retry_after};
-use super::{Connector, Delivery, DeliveryFuture, Failure, OutgoingEvent};
+use super::{Connector, Delivery, DeliveryFuture, Erasure, ErasureFuture, Failure, OutgoingEvent};
+use crate::privacy::SubjectSet;
+
+/// Where a privacy deletion must happen instead (the webhook keeps the events).
+pub const ERASED_ELSEWHERE: &str = "the webhook's receiver keeps these events: delete them there";
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Tributary-Signature";
@@ -95,6 +99,10 @@ impl Connector for WebhookConnector {
             let body = response.bytes().await.unwrap_or_default();
             Delivery::Failed(failure_for_status(status, retry_after, &body))
         })
+    }
+
+    fn erase<'a>(&'a self, _subjects: &'a SubjectSet) -> ErasureFuture<'a> {
+        Box::pin(async { Erasure::Unsupported(ERASED_ELSEWHERE.into()) })
     }
 }
 

@@ -1,4 +1,10 @@
 //! One batch's delivery: attempts with backoff, partial failures, and the DLQ.
+//!
+//! Before the first attempt, events whose `context.consent` lacks a category the destination
+//! requires are set aside (counted in `destination_consent_denied`, never dead-lettered);
+//! before every attempt, events of users deleted or suppressed meanwhile are set aside
+//! (`destination_privacy_dropped`). This is the router's side of the privacy controls, so it
+//! also covers events read ahead or waiting for a retry when a deletion arrives.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +13,7 @@ use crate::connectors::retry::RetryPolicy;
 use crate::connectors::{Connector, Delivery, Failure, FailureClass, OutgoingEvent};
 use crate::dlq::{DeadLetterMessage, DeadLetterSink};
 use crate::ops::metrics::Metrics;
+use crate::privacy::{ConsentRequirement, LiveSuppressions};
 
 /// How long to wait before trying a failed DLQ write again.
 const DLQ_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -26,6 +33,10 @@ pub struct JobContext {
     pub deadline: Option<tokio::time::Instant>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The consent categories the destination requires.
+    pub consent: ConsentRequirement,
+    /// Deleted and suppressed users.
+    pub suppressions: Arc<LiveSuppressions>,
 }
 
 /// What happened to a batch in the end.
@@ -42,10 +53,38 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
     let label = Metrics::destination(&context.destination);
     let mut rng = fastrand::Rng::new();
     let mut pending = events;
+    if !context.consent.is_empty() {
+        let before = pending.len();
+        pending.retain(|event| context.consent.allows_json(&event.json));
+        let denied = before - pending.len();
+        if denied > 0 {
+            context
+                .metrics
+                .consent_denied
+                .get_or_create(&label)
+                .inc_by(denied as u64);
+        }
+    }
     let mut outcome = JobOutcome::default();
     let mut attempts = 0u32;
     let mut first_failed_at: Option<String> = None;
-    while !pending.is_empty() {
+    loop {
+        let suppressions = context.suppressions.current();
+        if !suppressions.is_empty() {
+            let before = pending.len();
+            pending.retain(|event| suppressions.router_drops_json(&event.json).is_none());
+            let dropped = before - pending.len();
+            if dropped > 0 {
+                context
+                    .metrics
+                    .privacy_dropped
+                    .get_or_create(&label)
+                    .inc_by(dropped as u64);
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
         attempts += 1;
         let delivery = context.connector.deliver(&pending).await;
         let (retry, failure) = match delivery {

@@ -96,6 +96,8 @@ async fn a_retrying_key_delays_only_its_own_later_events_and_the_offset_waits_fo
             dlq: Arc::new(DeadLetterQueue::open(folder.path()).unwrap()),
             deadline: None,
             metrics: Arc::new(Metrics::new()),
+            consent: crate::privacy::ConsentRequirement::default(),
+            suppressions: Arc::new(crate::privacy::LiveSuppressions::empty()),
         }),
         batch_size: 1,
         max_jobs: 4,

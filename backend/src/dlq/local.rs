@@ -198,6 +198,52 @@ impl DeadLetterQueue {
         })
     }
 
+    /// Removes the events `matches` picks (given each event's JSON) from every message, in one
+    /// transaction: a message left without events is deleted, the others are rewritten.
+    /// Returns (events removed, messages deleted). Unreadable messages are left as they are.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn erase_events(&self, matches: impl Fn(&str) -> bool) -> Result<(u64, u64), DlqError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let erase = |connection: &mut Connection| -> rusqlite::Result<(u64, u64)> {
+            let transaction = connection.transaction()?;
+            let rows: Vec<(i64, String)> = {
+                let mut statement = transaction.prepare("SELECT id, body FROM messages")?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let (mut events, mut messages) = (0u64, 0u64);
+            for (id, body) in rows {
+                let Ok(mut message) = serde_json::from_str::<DeadLetterMessage>(&body) else {
+                    continue;
+                };
+                let before = message.events.len();
+                message.events.retain(|event| !matches(event.get()));
+                let removed = before - message.events.len();
+                if removed == 0 {
+                    continue;
+                }
+                events += removed as u64;
+                if message.events.is_empty() {
+                    transaction.execute("DELETE FROM messages WHERE id = ?1", [id])?;
+                    messages += 1;
+                } else {
+                    transaction.execute(
+                        "UPDATE messages SET body = ?2 WHERE id = ?1",
+                        params![id, message.to_json()],
+                    )?;
+                }
+            }
+            transaction.commit()?;
+            Ok((events, messages))
+        };
+        erase(&mut connection).map_err(|error| self.error(error))
+    }
+
     /// Messages per destination.
     ///
     /// # Errors

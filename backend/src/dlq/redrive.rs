@@ -6,6 +6,10 @@
 //! its events are delivered, the rest stay in the DLQ with `attempts` raised. Messages redriven
 //! from a file that still fail are written to the local DLQ, so nothing is lost. Redrive is
 //! unordered.
+//!
+//! Events the suppression list drops (their user was deleted, or is suppressed) are not
+//! redriven, so a backup file cannot bring back what a privacy deletion removed; a DLQ message
+//! left with no other event is deleted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use super::backup::BackupLine;
 use super::local::DeadLetterQueue;
 use super::message::{DeadLetterError, DeadLetterMessage, MESSAGE_VERSION};
 use crate::connectors::{Connector, Delivery, Failure, OutgoingEvent};
+use crate::privacy::SuppressionIndex;
 
 /// A destination redrive can deliver to.
 #[derive(Clone)]
@@ -40,6 +45,8 @@ pub struct RedriveReport {
     pub kept: usize,
     /// Messages that could not be read or have no known destination (left where they are).
     pub skipped: usize,
+    /// Events not redriven because their user was deleted or is suppressed.
+    pub privacy_dropped: usize,
     /// One line per message, for the person running it.
     pub lines: Vec<String>,
 }
@@ -62,6 +69,7 @@ pub async fn redrive(
     source: RedriveSource<'_>,
     destination: Option<&str>,
     dry_run: bool,
+    privacy: &SuppressionIndex,
 ) -> Result<RedriveReport, super::local::DlqError> {
     let mut report = RedriveReport::default();
     let entries: Vec<(Option<i64>, Result<DeadLetterMessage, String>)> = match source {
@@ -110,7 +118,22 @@ pub async fn redrive(
             ));
             continue;
         };
-        let events = message.outgoing_events();
+        let mut events = message.outgoing_events();
+        let before = events.len();
+        events.retain(|event| privacy.router_drops_json(&event.json).is_none());
+        let dropped = before - events.len();
+        report.privacy_dropped += dropped;
+        if dropped > 0 {
+            report.lines.push(format!(
+                "{label}: {dropped} events of deleted or suppressed users not redriven"
+            ));
+        }
+        if events.is_empty() {
+            if let (Some(id), false) = (id, dry_run) {
+                dlq.delete(id)?;
+            }
+            continue;
+        }
         if dry_run {
             report.lines.push(format!(
                 "{label}: would redrive {} events to {} (attempts so far: {})",

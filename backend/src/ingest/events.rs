@@ -1,4 +1,5 @@
-//! Parsing request bodies and checking each event: validation, ids, `received_at`, clock skew.
+//! Parsing request bodies and checking each event: the format (Tributary or Segment),
+//! validation, suppression, `context.ip`, ids, `received_at`, clock skew.
 
 use std::borrow::Cow;
 
@@ -11,9 +12,14 @@ use tributary_core::envelope::validation::without_json_position;
 use tributary_core::envelope::{EventId, MAX_EVENT_BYTES};
 use tributary_core::{Envelope, Timestamp};
 
+use std::net::IpAddr;
+
 use super::ParsedBody;
 use super::errors::ApiError;
+use super::segment::{self, SegmentCall};
 use crate::log::IncomingEvent;
+use crate::privacy::SuppressionIndex;
+use crate::privacy::ip::{self, IpMode};
 
 /// One event the ingest refused, by its index in the batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,6 +37,8 @@ pub struct Checked {
     pub accepted: Vec<IncomingEvent>,
     /// Invalid ones, by index.
     pub rejected: Vec<Rejected>,
+    /// Valid events of suppressed users, dropped.
+    pub suppressed: usize,
 }
 
 #[derive(Deserialize)]
@@ -38,13 +46,23 @@ pub struct Checked {
 struct BatchBody<'a> {
     #[serde(borrow)]
     batch: Vec<&'a RawValue>,
-    #[serde(default)]
+    #[serde(default, alias = "sentAt")]
     sent_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "writeKey")]
     write_key: Option<String>,
+    /// Segment: the default `context` of every event in the batch.
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    /// Segment: kept as `context.integrations` of every event.
+    #[serde(default)]
+    integrations: Option<Map<String, Value>>,
+    /// Segment's libraries' own bookkeeping.
+    #[serde(default, rename = "_metadata")]
+    _metadata: Option<serde::de::IgnoredAny>,
 }
 
-/// Reads `{"batch": [...], "sent_at": "...", "write_key": "..."}`.
+/// Reads `{"batch": [...], "sent_at": "...", "write_key": "..."}`, or Segment's
+/// `{"batch": [...], "sentAt": "...", "writeKey": "...", "context": {...}, "integrations": {...}}`.
 ///
 /// # Errors
 /// `400` with the line and column of malformed JSON, or naming the field of a wrong shape.
@@ -52,6 +70,16 @@ pub fn parse_batch(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
     let body: BatchBody<'_> =
         serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
     let sent_at = body.sent_at.as_deref().map(parse_sent_at).transpose()?;
+    let mut context = body.context;
+    if let Some(integrations) = body
+        .integrations
+        .filter(|integrations| !integrations.is_empty())
+    {
+        context
+            .get_or_insert_with(Map::new)
+            .entry("integrations")
+            .or_insert(Value::Object(integrations));
+    }
     Ok(ParsedBody {
         events: body
             .batch
@@ -60,6 +88,34 @@ pub fn parse_batch(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
             .collect(),
         sent_at,
         write_key: body.write_key,
+        context: context.filter(|context| !context.is_empty()),
+    })
+}
+
+/// Reads the body of one Segment call (`/v1/track`, …): one message, whose `writeKey` (as
+/// analytics.js sends it) authenticates the request.
+///
+/// # Errors
+/// `400` for malformed JSON or a body that is not an object.
+pub fn parse_segment_call(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
+    #[derive(Deserialize)]
+    struct Call<'a> {
+        #[serde(default, rename = "writeKey", borrow)]
+        write_key: Option<Cow<'a, str>>,
+    }
+    let raw: &RawValue =
+        serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
+    let call: Call<'_> = serde_json::from_str(raw.get()).map_err(|error| {
+        ApiError::invalid_body(format!(
+            "the body must be one Segment message (a JSON object): {}",
+            without_json_position(&error.to_string())
+        ))
+    })?;
+    Ok(ParsedBody {
+        events: vec![Cow::Borrowed(raw.get())],
+        sent_at: None,
+        write_key: call.write_key.map(Cow::into_owned),
+        context: None,
     })
 }
 
@@ -70,11 +126,12 @@ pub fn parse_batch(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
 pub fn parse_single(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
     let raw: &RawValue =
         serde_json::from_slice(bytes).map_err(|error| ApiError::from_json(&error))?;
-    if !raw.get().contains("\"write_key\"") {
+    if !raw.get().contains("\"write_key\"") && !raw.get().contains("\"writeKey\"") {
         return Ok(ParsedBody {
             events: vec![Cow::Borrowed(raw.get())],
             sent_at: None,
             write_key: None,
+            context: None,
         });
     }
     let mut object: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|error| {
@@ -83,17 +140,21 @@ pub fn parse_single(bytes: &[u8]) -> Result<ParsedBody<'_>, ApiError> {
             without_json_position(&error.to_string())
         ))
     })?;
-    let write_key = match object.remove("write_key") {
-        Some(Value::String(key)) => Some(key),
-        Some(_) => return Err(ApiError::invalid_body("write_key must be a string".into())),
-        None => None,
-    };
+    let mut write_key = None;
+    for field in ["write_key", "writeKey"] {
+        match object.remove(field) {
+            Some(Value::String(key)) => write_key = Some(key),
+            Some(_) => return Err(ApiError::invalid_body(format!("{field} must be a string"))),
+            None => {}
+        }
+    }
     let text = serde_json::to_string(&object)
         .map_err(|error| ApiError::invalid_body(error.to_string()))?;
     Ok(ParsedBody {
         events: vec![Cow::Owned(text)],
         sent_at: None,
         write_key,
+        context: None,
     })
 }
 
@@ -103,45 +164,125 @@ fn parse_sent_at(text: &str) -> Result<OffsetDateTime, ApiError> {
     })
 }
 
-/// Validates and normalizes every event; see [`normalize`].
-pub fn check_events(
-    events: &[Cow<'_, str>],
-    batch_sent_at: Option<OffsetDateTime>,
-    received_at: Timestamp,
-) -> Checked {
+/// What applies to every event of one request.
+pub struct RequestDefaults<'a> {
+    /// The batch's `sent_at`, for events without their own.
+    pub sent_at: Option<OffsetDateTime>,
+    /// The batch's `context` (Segment), under each event's own keys.
+    pub context: Option<&'a Map<String, Value>>,
+    /// When the request arrived.
+    pub received_at: Timestamp,
+    /// The client's address, when known.
+    pub client_ip: Option<IpAddr>,
+    /// How much of it is kept.
+    pub ip_mode: IpMode,
+    /// The Segment call of the endpoint (`/v1/track`, …): every event is that call.
+    pub segment_call: Option<SegmentCall>,
+    /// Whose events are dropped.
+    pub suppressions: &'a SuppressionIndex,
+}
+
+impl<'a> RequestDefaults<'a> {
+    /// Defaults with nothing but the arrival time (no address, no suppressions).
+    pub fn received_at(received_at: Timestamp, suppressions: &'a SuppressionIndex) -> Self {
+        Self {
+            sent_at: None,
+            context: None,
+            received_at,
+            client_ip: None,
+            ip_mode: IpMode::default(),
+            segment_call: None,
+            suppressions,
+        }
+    }
+}
+
+/// Validates, maps (Segment messages) and normalizes every event; see [`normalize`]. Events of
+/// suppressed users are counted in `suppressed` and not returned.
+pub fn check_events(events: &[Cow<'_, str>], defaults: &RequestDefaults<'_>) -> Checked {
     let mut checked = Checked::default();
     let mut rng = fastrand::Rng::new();
     for (index, text) in events.iter().enumerate() {
-        match check_event(text, batch_sent_at, received_at, &mut rng) {
-            Ok(event) => checked.accepted.push(event),
+        match check_event(text, defaults, &mut rng) {
+            Ok(Some(event)) => checked.accepted.push(event),
+            Ok(None) => checked.suppressed += 1,
             Err(error) => checked.rejected.push(Rejected { index, error }),
         }
     }
     checked
 }
 
+/// Reads one event in either format.
+fn read_event(text: &str, call: Option<SegmentCall>) -> Result<Envelope, String> {
+    if call.is_none() {
+        match Envelope::from_json(text) {
+            Ok(envelope) => return Ok(envelope),
+            Err(error) => {
+                // Only a Segment message gets a second look; anything else keeps its error.
+                return match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(object)) if segment::is_segment(&object) => {
+                        segment_envelope(object, None)
+                    }
+                    _ => Err(error.to_string()),
+                };
+            }
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => segment_envelope(object, call),
+        Ok(_) => Err("event: must be a JSON object".into()),
+        Err(error) => Err(format!(
+            "event: not valid JSON ({})",
+            without_json_position(&error.to_string())
+        )),
+    }
+}
+
+fn segment_envelope(
+    object: Map<String, Value>,
+    call: Option<SegmentCall>,
+) -> Result<Envelope, String> {
+    let envelope = segment::to_envelope(object, call)?;
+    envelope.validate().map_err(|error| error.to_string())?;
+    Ok(envelope)
+}
+
 fn check_event(
     text: &str,
-    batch_sent_at: Option<OffsetDateTime>,
-    received_at: Timestamp,
+    defaults: &RequestDefaults<'_>,
     rng: &mut fastrand::Rng,
-) -> Result<IncomingEvent, String> {
+) -> Result<Option<IncomingEvent>, String> {
     if text.len() > MAX_EVENT_BYTES {
         return Err(format!(
             "event: is {} bytes of JSON, over the limit of {MAX_EVENT_BYTES} bytes",
             text.len()
         ));
     }
-    let mut envelope = Envelope::from_json(text).map_err(|error| error.to_string())?;
-    normalize(&mut envelope, batch_sent_at, received_at, rng);
+    let mut envelope = read_event(text, defaults.segment_call)?;
+    if defaults.suppressions.is_suppressed(
+        envelope.user_id.as_deref(),
+        envelope.anonymous_id.as_deref(),
+    ) {
+        return Ok(None);
+    }
+    if let Some(context) = defaults.context {
+        for (key, value) in context {
+            envelope
+                .context
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
+    ip::apply(&mut envelope.context, defaults.client_ip, defaults.ip_mode);
+    normalize(&mut envelope, defaults.sent_at, defaults.received_at, rng);
     let json = serde_json::to_string(&envelope).map_err(|error| format!("event: {error}"))?;
-    Ok(IncomingEvent {
+    Ok(Some(IncomingEvent {
         id: envelope.id.clone().unwrap_or_default(),
         partition_key: envelope.partition_key().to_owned(),
         name: envelope.name,
-        received_at,
+        received_at: defaults.received_at,
         json,
-    })
+    }))
 }
 
 /// What the backend adds to every event:
@@ -184,7 +325,11 @@ mod tests {
 
     fn check(body: &str) -> Checked {
         let parsed = parse_batch(body.as_bytes()).unwrap();
-        check_events(&parsed.events, parsed.sent_at, RECEIVED)
+        let suppressions = SuppressionIndex::default();
+        let mut defaults = RequestDefaults::received_at(RECEIVED, &suppressions);
+        defaults.sent_at = parsed.sent_at;
+        defaults.context = parsed.context.as_ref();
+        check_events(&parsed.events, &defaults)
     }
 
     fn stored(event: &IncomingEvent) -> Envelope {

@@ -2,7 +2,10 @@
 //! `lambda_http` in AWS. `docs/HTTP_API.md` is its reference.
 //!
 //! - `POST /v1/batch` with `{"batch": [event, …], "sent_at": "…"}`; `POST /v1/event` with one
-//!   event.
+//!   event. Either takes Tributary envelopes and Segment Spec messages, mixed.
+//! - Segment's Tracking API: `POST /v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`,
+//!   `/v1/group`, `/v1/alias` (and analytics.js's `/v1/t`, `/v1/i`, `/v1/p`, `/v1/s`, `/v1/g`,
+//!   `/v1/a`, `/v1/b`), mapped by [`segment`].
 //! - Auth: `Authorization: Bearer KEY`, HTTP Basic with the key as user, or `"write_key"` in the
 //!   body (for `navigator.sendBeacon`, which cannot set headers).
 //! - `application/json` or `text/plain` (missing = JSON); `Content-Encoding: gzip`.
@@ -13,18 +16,25 @@
 //! - [`errors`]: the error responses.
 //! - [`rate_limit`]: the per-key token bucket.
 //! - [`sink`]: where accepted events go (the local log, or Kinesis).
+//! - [`segment`]: Segment Spec messages to envelopes.
+//!
+//! The client's address comes from the socket ([`axum::extract::ConnectInfo`]) or, where there
+//! is none (behind API Gateway), from a [`ClientAddress`] request extension the adapter sets.
 //!
 //! # Invariants
 //! - `200` is sent only after every accepted event is durable in the sink.
 //! - Limits are enforced while reading, before parsing: 512 KiB of body after decompression and
 //!   500 events per request (`413`, nothing accepted); 32 KiB per event (a `rejected` entry).
 //! - An invalid event never costs its valid neighbours: it is rejected by index.
+//! - An event of a suppressed user is answered as accepted (a client must not retry it) but
+//!   never stored; it is counted in `events_suppressed`.
 
 pub mod auth;
 pub mod body;
 pub mod errors;
 pub mod events;
 pub mod rate_limit;
+pub mod segment;
 pub mod sink;
 
 use std::borrow::Cow;
@@ -33,7 +43,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -42,10 +52,12 @@ use time::OffsetDateTime;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::ops::metrics::{Metrics, StatusLabel};
+use crate::privacy::IngestPrivacy;
 use crate::routing::RoutingRules;
 pub use auth::WriteKeys;
 use errors::ApiError;
 pub use rate_limit::RateLimiter;
+use segment::SegmentCall;
 pub use sink::EventSink;
 
 /// The most events in one request.
@@ -67,13 +79,33 @@ pub struct IngestState {
     pub metrics: Arc<Metrics>,
     /// For counting events no rule enables (optional: AWS ingest routes later).
     pub rules: Option<Arc<RoutingRules>>,
+    /// Client addresses and suppression.
+    pub privacy: IngestPrivacy,
 }
+
+/// The client's address, for requests that do not come over a socket of this process (an
+/// API Gateway event's `sourceIp`); set as a request extension by the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
 
 /// The ingest routes, with CORS for `allowed_origins` (`*` = any).
 pub fn router(state: Arc<IngestState>, allowed_origins: &[String]) -> Router {
     Router::new()
         .route("/v1/batch", post(post_batch))
+        .route("/v1/b", post(post_batch))
         .route("/v1/event", post(post_event))
+        .route("/v1/track", post(segment_call::<TRACK>))
+        .route("/v1/t", post(segment_call::<TRACK>))
+        .route("/v1/identify", post(segment_call::<IDENTIFY>))
+        .route("/v1/i", post(segment_call::<IDENTIFY>))
+        .route("/v1/page", post(segment_call::<PAGE>))
+        .route("/v1/p", post(segment_call::<PAGE>))
+        .route("/v1/screen", post(segment_call::<SCREEN>))
+        .route("/v1/s", post(segment_call::<SCREEN>))
+        .route("/v1/group", post(segment_call::<GROUP>))
+        .route("/v1/g", post(segment_call::<GROUP>))
+        .route("/v1/alias", post(segment_call::<ALIAS>))
+        .route("/v1/a", post(segment_call::<ALIAS>))
         .layer(cors(allowed_origins))
         .with_state(state)
 }
@@ -109,21 +141,36 @@ pub struct Accepted {
     pub rejected: Vec<events::Rejected>,
 }
 
-async fn post_batch(
-    State(state): State<Arc<IngestState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let response = handle(&state, &headers, body, RequestShape::Batch).await;
+async fn post_batch(State(state): State<Arc<IngestState>>, request: Request) -> Response {
+    let response = handle(&state, request, RequestShape::Batch).await;
     finish(&state, response)
 }
 
-async fn post_event(
+async fn post_event(State(state): State<Arc<IngestState>>, request: Request) -> Response {
+    let response = handle(&state, request, RequestShape::SingleEvent).await;
+    finish(&state, response)
+}
+
+const TRACK: u8 = 0;
+const IDENTIFY: u8 = 1;
+const PAGE: u8 = 2;
+const SCREEN: u8 = 3;
+const GROUP: u8 = 4;
+const ALIAS: u8 = 5;
+
+async fn segment_call<const CALL: u8>(
     State(state): State<Arc<IngestState>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let response = handle(&state, &headers, body, RequestShape::SingleEvent).await;
+    let call = match CALL {
+        TRACK => SegmentCall::Track,
+        IDENTIFY => SegmentCall::Identify,
+        PAGE => SegmentCall::Page,
+        SCREEN => SegmentCall::Screen,
+        GROUP => SegmentCall::Group,
+        _ => SegmentCall::Alias,
+    };
+    let response = handle(&state, request, RequestShape::Segment(call)).await;
     finish(&state, response)
 }
 
@@ -146,14 +193,31 @@ fn finish(state: &IngestState, response: Result<Accepted, ApiError>) -> Response
 enum RequestShape {
     Batch,
     SingleEvent,
+    Segment(SegmentCall),
+}
+
+/// The address the request came from: the socket's peer, or what the adapter set.
+fn peer_address(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|address| address.0)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip())
+        })
 }
 
 async fn handle(
     state: &IngestState,
-    headers: &HeaderMap,
-    body: Body,
+    request: Request,
     shape: RequestShape,
 ) -> Result<Accepted, ApiError> {
+    let peer = peer_address(&request);
+    let (parts, body): (_, Body) = request.into_parts();
+    let headers: &HeaderMap = &parts.headers;
     body::check_content_type(headers)?;
     let encoding = body::content_encoding(headers)?;
     let header_key = state.write_keys.from_headers(headers)?;
@@ -162,6 +226,7 @@ async fn handle(
     let parsed = match shape {
         RequestShape::Batch => events::parse_batch(&bytes)?,
         RequestShape::SingleEvent => events::parse_single(&bytes)?,
+        RequestShape::Segment(_) => events::parse_segment_call(&bytes)?,
     };
     let key = match header_key {
         Some(key) => key,
@@ -180,13 +245,27 @@ async fn handle(
     }
 
     let received_at = crate::clock::now();
-    let checked = events::check_events(&parsed.events, parsed.sent_at, received_at);
+    let privacy = &state.privacy;
+    let suppressions = privacy.suppressions.current();
+    let defaults = events::RequestDefaults {
+        sent_at: parsed.sent_at,
+        context: parsed.context.as_ref(),
+        received_at,
+        client_ip: privacy.trusted_proxies.client_ip(peer, headers),
+        ip_mode: privacy.ip_mode,
+        segment_call: match shape {
+            RequestShape::Segment(call) => Some(call),
+            _ => None,
+        },
+        suppressions: &suppressions,
+    };
+    let checked = events::check_events(&parsed.events, &defaults);
     let event_names: Vec<String> = checked
         .accepted
         .iter()
         .map(|event| event.name.clone())
         .collect();
-    let valid = checked.accepted.len();
+    let valid = checked.accepted.len() + checked.suppressed;
     let outcome = if checked.accepted.is_empty() {
         Default::default()
     } else {
@@ -203,6 +282,7 @@ async fn handle(
     metrics
         .events_rejected
         .inc_by(checked.rejected.len() as u64);
+    metrics.events_suppressed.inc_by(checked.suppressed as u64);
     if let Some(rules) = &state.rules {
         let unrouted = event_names
             .iter()
@@ -225,4 +305,6 @@ pub struct ParsedBody<'a> {
     pub sent_at: Option<OffsetDateTime>,
     /// A beacon's key.
     pub write_key: Option<String>,
+    /// Segment's batch-level `context` (with `integrations`), under each event's own.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }

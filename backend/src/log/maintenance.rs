@@ -58,3 +58,28 @@ pub fn sweep(
         ids: from_sql(ids as i64),
     })
 }
+
+/// Deletes every record whose envelope's `user_id` is one of `user_ids` or whose
+/// `anonymous_id` is one of `anonymous_ids` (a privacy deletion); returns how many. Offsets and
+/// the remembered ids are kept (an id is not personal data, and forgetting it would let a
+/// client's retry store the event again).
+///
+/// # Errors
+/// When SQLite fails.
+pub fn erase_subjects(
+    reader: &LogReader,
+    user_ids: &[&str],
+    anonymous_ids: &[&str],
+) -> Result<u64, LogError> {
+    let as_json = |ids: &[&str]| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let erased = reader
+        .connection()
+        .execute(
+            "DELETE FROM log
+             WHERE json_extract(payload, '$.user_id') IN (SELECT value FROM json_each(?1))
+                OR json_extract(payload, '$.anonymous_id') IN (SELECT value FROM json_each(?2))",
+            params![as_json(user_ids), as_json(anonymous_ids)],
+        )
+        .map_err(|error| LogError::from_sqlite(&error))?;
+    Ok(erased as u64)
+}

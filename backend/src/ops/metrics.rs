@@ -33,6 +33,8 @@ pub struct Metrics {
     pub events_deduplicated: Counter,
     /// Accepted events that no rule sends anywhere.
     pub events_unrouted: Counter,
+    /// Valid events of suppressed users, answered as accepted and dropped.
+    pub events_suppressed: Counter,
     /// Ingest responses, by status.
     pub http_requests: Family<StatusLabel, Counter>,
     /// Events delivered, per destination.
@@ -41,6 +43,12 @@ pub struct Metrics {
     pub retried: Family<DestinationLabel, Counter>,
     /// Events written to the DLQ, per destination.
     pub dead_lettered: Family<DestinationLabel, Counter>,
+    /// Events routed to a destination but not sent because their consent lacks a category it
+    /// requires.
+    pub consent_denied: Family<DestinationLabel, Counter>,
+    /// Events routed to a destination but not sent because their user was deleted or
+    /// suppressed meanwhile.
+    pub privacy_dropped: Family<DestinationLabel, Counter>,
     /// Events waiting for a retry now, per destination.
     pub retrying: Family<DestinationLabel, Gauge>,
     /// Log records not yet delivered or dead-lettered, per destination.
@@ -67,6 +75,9 @@ impl Metrics {
         let events_rejected = Counter::default();
         let events_deduplicated = Counter::default();
         let events_unrouted = Counter::default();
+        let events_suppressed = Counter::default();
+        let consent_denied = Family::<DestinationLabel, Counter>::default();
+        let privacy_dropped = Family::<DestinationLabel, Counter>::default();
         let http_requests = Family::<StatusLabel, Counter>::default();
         let delivered = Family::<DestinationLabel, Counter>::default();
         let retried = Family::<DestinationLabel, Counter>::default();
@@ -95,6 +106,21 @@ impl Metrics {
             "events_unrouted",
             "Accepted events no routing rule enables",
             events_unrouted.clone(),
+        );
+        registry.register(
+            "events_suppressed",
+            "Valid events of suppressed users, answered as accepted and dropped",
+            events_suppressed.clone(),
+        );
+        registry.register(
+            "destination_consent_denied",
+            "Events routed here but not sent: their consent lacks a required category",
+            consent_denied.clone(),
+        );
+        registry.register(
+            "destination_privacy_dropped",
+            "Events routed here but not sent: their user was deleted or suppressed",
+            privacy_dropped.clone(),
         );
         registry.register(
             "http_requests",
@@ -147,6 +173,9 @@ impl Metrics {
             events_rejected,
             events_deduplicated,
             events_unrouted,
+            events_suppressed,
+            consent_denied,
+            privacy_dropped,
             http_requests,
             delivered,
             retried,
@@ -172,6 +201,8 @@ impl Metrics {
         let _ = self.delivered.get_or_create(&label);
         let _ = self.retried.get_or_create(&label);
         let _ = self.dead_lettered.get_or_create(&label);
+        let _ = self.consent_denied.get_or_create(&label);
+        let _ = self.privacy_dropped.get_or_create(&label);
         let _ = self.retrying.get_or_create(&label);
         let _ = self.log_lag_events.get_or_create(&label);
         let _ = self.log_lag_seconds.get_or_create(&label);

@@ -91,7 +91,11 @@ async fn status(
 }
 
 /// Why a request may not read `/` or `/metrics`, if it may not.
-fn denial(access: &AdminAccess, headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
+pub(crate) fn denial(
+    access: &AdminAccess,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Option<String> {
     let expected = match access {
         AdminAccess::Open => return None,
         AdminAccess::Token(token) => token,
@@ -112,7 +116,7 @@ fn denial(access: &AdminAccess, headers: &HeaderMap, query_token: Option<&str>) 
     }
 }
 
-fn denied(message: &str) -> Response {
+pub(crate) fn denied(message: &str) -> Response {
     let body = serde_json::json!({"error": {"code": "unauthorized", "message": message}});
     (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
 }
