@@ -184,6 +184,7 @@ async fn cost_counts_per_million_events() {
             write_keys: vec!["k".into()],
             allowed_origins: vec!["*".into()],
             rate_limit_per_key: 0,
+            ip_mode: Default::default(),
         },
     ));
     for batch in workload.chunks(BATCH) {

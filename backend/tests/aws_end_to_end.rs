@@ -285,6 +285,7 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
             write_keys: vec![KEY.into()],
             allowed_origins: vec!["*".into()],
             rate_limit_per_key: 0,
+            ip_mode: Default::default(),
         },
     );
 

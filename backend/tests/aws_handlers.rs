@@ -518,6 +518,7 @@ fn ingest_settings(rate_limit_per_key: u32) -> IngestSettings {
         write_keys: vec!["test-write-key".into()],
         allowed_origins: vec!["*".into()],
         rate_limit_per_key,
+        ip_mode: Default::default(),
     }
 }
 

@@ -5,6 +5,11 @@
 //! DLQ message), delivers with the one retry rule within its time budget, and then writes the
 //! DLQ message itself to its SQS DLQ (`TRIBUTARY_CONNECTOR_DLQ_URL`) and succeeds — so a DLQ
 //! message has one shape whatever failed. Lambda's own DLQ stays as the last net for crashes.
+//!
+//! With `TRIBUTARY_SUPPRESSIONS_BUCKET` set, the suppression list there
+//! (`TRIBUTARY_SUPPRESSIONS_KEY`, default `suppressions.json`) is checked at every invocation
+//! and before every attempt, as local mode's delivery jobs do: events of users deleted or
+//! suppressed while they waited in a queue or for a retry are not delivered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::settings::{self, AwsError};
 use super::sqs_dlq::SqsDeadLetterQueue;
+use super::suppression_source::S3SuppressionList;
 use crate::config::{Config, ConfigSource, Destination};
 use crate::connectors::{self, Connector, OutgoingEvent};
 use crate::delivery::job::{self, JobContext, JobOutcome};
@@ -32,6 +38,8 @@ pub struct ConnectorFunction {
     settings: Destination,
     dlq: Arc<dyn DeadLetterSink>,
     metrics: Arc<Metrics>,
+    suppressions: Option<S3SuppressionList>,
+    live_suppressions: Arc<LiveSuppressions>,
 }
 
 impl std::fmt::Debug for ConnectorFunction {
@@ -87,11 +95,21 @@ impl ConnectorFunction {
             settings,
             dlq,
             metrics: Arc::new(Metrics::new()),
+            suppressions: None,
+            live_suppressions: Arc::new(LiveSuppressions::empty()),
         })
     }
 
+    /// The connector, also leaving out the events of users `suppressions` lists.
+    #[must_use]
+    pub fn with_suppressions(mut self, suppressions: S3SuppressionList) -> Self {
+        self.suppressions = Some(suppressions);
+        self
+    }
+
     /// Built from the environment (`TRIBUTARY_DESTINATION`, `TRIBUTARY_CONNECTOR_CONFIG`,
-    /// `TRIBUTARY_CONNECTOR_DLQ_URL`); relative paths in the configuration are under `/tmp`.
+    /// `TRIBUTARY_CONNECTOR_DLQ_URL`, and the suppression list's `TRIBUTARY_SUPPRESSIONS_BUCKET`
+    /// and `TRIBUTARY_SUPPRESSIONS_KEY`); relative paths in the configuration are under `/tmp`.
     ///
     /// # Errors
     /// As [`ConnectorFunction::new`], and for a missing variable or invalid configuration.
@@ -110,14 +128,26 @@ impl ConnectorFunction {
             aws_sdk_sqs::Client::new(sdk_config),
             settings::required(settings::CONNECTOR_DLQ_URL_ENV)?,
         );
-        Self::new(&config, &destination, Arc::new(dlq))
+        let function = Self::new(&config, &destination, Arc::new(dlq))?;
+        Ok(
+            match settings::optional(settings::SUPPRESSIONS_BUCKET_ENV) {
+                Some(bucket) => function.with_suppressions(S3SuppressionList::new(
+                    super::router::s3_client(sdk_config),
+                    bucket,
+                    settings::optional(settings::SUPPRESSIONS_KEY_ENV)
+                        .unwrap_or_else(|| settings::DEFAULT_SUPPRESSIONS_KEY.into()),
+                )),
+                None => function,
+            },
+        )
     }
 
     /// Handles one invocation: an SQS event (answered with a partial batch response) or the
     /// router's payload (answered with the counts). `deadline` is the function's.
     ///
     /// # Errors
-    /// When the payload is neither (Lambda retries it, then its DLQ keeps it).
+    /// When the payload is neither (Lambda retries it, then its DLQ keeps it), or when a
+    /// suppression list is configured and none could ever be loaded.
     pub async fn handle(
         &self,
         payload: Value,
@@ -137,6 +167,7 @@ impl ConnectorFunction {
             return serde_json::to_value(response)
                 .map_err(|error| AwsError::Config(error.to_string()));
         }
+        self.refresh_suppressions().await?;
         let body = payload.to_string();
         let message = parse_body(&body, Some(&self.destination)).map_err(|error| {
             AwsError::Config(format!("the payload is not the router's: {error}"))
@@ -153,6 +184,13 @@ impl ConnectorFunction {
         deadline: tokio::time::Instant,
     ) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
+        if let Err(error) = self.refresh_suppressions().await {
+            tracing::error!(message = "no suppression list; the batch is retried", %error);
+            for message in event.records {
+                response.add_failure(message.message_id.unwrap_or_default());
+            }
+            return response;
+        }
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let body = message.body.as_deref().unwrap_or_default();
@@ -167,6 +205,14 @@ impl ConnectorFunction {
             }
         }
         response
+    }
+
+    /// Reads the suppression list again when its object changed (a conditional `GetObject`).
+    async fn refresh_suppressions(&self) -> Result<(), AwsError> {
+        if let Some(list) = &self.suppressions {
+            self.live_suppressions.set_index(list.current().await?);
+        }
+        Ok(())
     }
 
     /// Delivers `events` in batches of the destination's `batch_size`, each until delivered or
@@ -184,7 +230,7 @@ impl ConnectorFunction {
             deadline: Some(deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline)),
             metrics: self.metrics.clone(),
             consent: ConsentRequirement::new(&self.settings.requires_consent),
-            suppressions: Arc::new(LiveSuppressions::empty()),
+            suppressions: self.live_suppressions.clone(),
         });
         let mut report = ConnectorReport::default();
         for batch in events.chunks(self.settings.batch_size.max(1)) {

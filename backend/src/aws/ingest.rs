@@ -4,6 +4,12 @@
 //!
 //! Write keys come from an SSM parameter (`TRIBUTARY_WRITE_KEYS_PARAMETER`, read once per cold
 //! start) or from `TRIBUTARY_WRITE_KEYS`; never from code.
+//!
+//! There is no socket behind API Gateway: the client's address for `context.ip` is the request
+//! context's `sourceIp` (REST API `identity.sourceIp`, HTTP API / function URL
+//! `http.sourceIp`), passed to the ingest as a [`ClientAddress`] extension; `X-Forwarded-For`
+//! is not read (API Gateway computes `sourceIp` itself). `TRIBUTARY_IP_MODE` sets how much of it
+//! is kept (`anonymize` by default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +19,9 @@ use axum::routing::get;
 
 use super::kinesis_sink::KinesisSink;
 use super::settings::{self, AwsError};
-use crate::ingest::{EventSink, IngestState, RateLimiter, WriteKeys};
+use crate::ingest::{ClientAddress, EventSink, IngestState, RateLimiter, WriteKeys};
 use crate::ops::metrics::Metrics;
-use crate::privacy::IngestPrivacy;
+use crate::privacy::{IngestPrivacy, IpMode};
 
 /// What the ingest function is built from.
 #[derive(Debug, Clone)]
@@ -26,6 +32,8 @@ pub struct IngestSettings {
     pub allowed_origins: Vec<String>,
     /// Events per second per key and instance; 0 = unlimited.
     pub rate_limit_per_key: u32,
+    /// How much of the client's address `context.ip` keeps.
+    pub ip_mode: IpMode,
 }
 
 /// The ingest routes (`POST /v1/batch`, `POST /v1/event`, `GET /healthz`) over `sink`.
@@ -37,7 +45,10 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
             .then(|| RateLimiter::new(settings.rate_limit_per_key)),
         metrics: Arc::new(Metrics::new()),
         rules: None,
-        privacy: IngestPrivacy::default(),
+        privacy: IngestPrivacy {
+            ip_mode: settings.ip_mode,
+            ..IngestPrivacy::default()
+        },
     });
     crate::ingest::router(state, &settings.allowed_origins).route(
         "/healthz",
@@ -45,13 +56,37 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
     )
 }
 
-/// The ingest as Lambda serves it: [`router`] behind [`without_stage`].
+/// The ingest as Lambda serves it: [`router`] behind [`from_api_gateway`].
 pub type LambdaIngest =
     tower::util::MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
 
 /// Wraps the router for `lambda_http::run`.
 pub fn lambda_service(router: Router) -> LambdaIngest {
-    tower::util::MapRequest::new(router, without_stage as fn(_) -> _)
+    tower::util::MapRequest::new(router, from_api_gateway as fn(_) -> _)
+}
+
+/// What the ingest needs from an API Gateway request: the path without the stage
+/// ([`without_stage`]) and the client's address ([`with_client_address`]).
+pub fn from_api_gateway(request: lambda_http::Request) -> lambda_http::Request {
+    with_client_address(without_stage(request))
+}
+
+/// Sets the [`ClientAddress`] extension from the request context's source IP (REST API:
+/// `identity.sourceIp`; HTTP API and function URLs: `http.sourceIp`). A request without one, or
+/// with one that is not an address (API Gateway's test console sends `test-invoke-source-ip`),
+/// gets none, and its events no `context.ip` from the connection.
+pub fn with_client_address(mut request: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(address) = source_ip.and_then(|text| text.trim().parse().ok()) {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
+    request
 }
 
 /// Routes on the path API Gateway received, without the stage name `lambda_http` puts in front
@@ -102,6 +137,13 @@ pub async fn router_from_env(sdk_config: &aws_config::SdkConfig) -> Result<Lambd
     );
     let rate_limit_per_key = u32::try_from(settings::number(settings::RATE_LIMIT_ENV, 0)?)
         .map_err(|_| AwsError::Config(format!("{} is too large", settings::RATE_LIMIT_ENV)))?;
+    let ip_mode = match settings::optional(settings::IP_MODE_ENV) {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|message| AwsError::Config(format!("{}: {message}", settings::IP_MODE_ENV)))?,
+        None => IpMode::default(),
+    };
     let put_timeout = Duration::from_millis(settings::number(settings::PUT_TIMEOUT_ENV, 7_000)?);
     if put_timeout.is_zero() {
         return Err(AwsError::Config(format!(
@@ -118,6 +160,7 @@ pub async fn router_from_env(sdk_config: &aws_config::SdkConfig) -> Result<Lambd
             write_keys,
             allowed_origins,
             rate_limit_per_key,
+            ip_mode,
         },
     )))
 }

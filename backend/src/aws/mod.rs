@@ -8,6 +8,8 @@
 //!   producer (KPL aggregation, per-record retries within the request's time budget).
 //! - [`ingest`]: the ingest function, `lambda_http` around the axum router.
 //! - [`rules_source`]: the rules file in S3, cached and re-read when its ETag changes.
+//! - [`suppression_source`]: the suppression list in S3 beside the rules, read the same way,
+//!   and written by `tributary privacy … --s3` with an ETag precondition.
 //! - [`records`]: Kinesis records → envelopes (de-aggregation, `received_at`), or poison.
 //! - [`destinations`]: sending a destination its events: asynchronous `Invoke` of a Lambda
 //!   function or `SendMessageBatch` to an SQS queue, chunked to each service's limits.
@@ -28,6 +30,10 @@
 //!   refuses for good is written to the router's DLQ as a DLQ message, redrivable.
 //! - A record is acknowledged (not reported) only after every destination that wants one of its
 //!   events has accepted them, or they are in a DLQ.
+//! - The router never sends an event the suppression list in S3 drops (a suppressed user's,
+//!   received at or after `since`; a deleted user's, received before `received_before`); such
+//!   events are counted and their records acknowledged. Without a loaded list (a malformed object
+//!   at the first read) the batch fails as a whole rather than deliver them.
 //! - The connector ends every batch delivered or in its DLQ (written by itself, with the DLQ
 //!   message shape of local mode) before it returns.
 
@@ -42,6 +48,7 @@ pub mod rules_source;
 pub mod settings;
 pub mod sqs_dlq;
 pub mod stream_source;
+pub mod suppression_source;
 
 pub use settings::AwsError;
 pub use sqs_dlq::SqsDeadLetterQueue;

@@ -12,8 +12,10 @@ use super::records::{self, PoisonRecord, StreamEvent};
 use super::rules_source::S3Rules;
 use super::settings::{self, AwsError};
 use super::sqs_dlq::SqsDeadLetterQueue;
+use super::suppression_source::S3SuppressionList;
 use crate::connectors::{Failure, FailureClass, OutgoingEvent};
 use crate::dlq::DeadLetterMessage;
+use crate::privacy::suppression::DropReason;
 use crate::routing::RoutingRules;
 
 /// What one batch did, for the log line and the tests.
@@ -25,6 +27,10 @@ pub struct RouteReport {
     pub sent: usize,
     /// Events no rule enables.
     pub unrouted: usize,
+    /// Events dropped because their user is suppressed (the suppression list's `suppressed`).
+    pub suppressed: usize,
+    /// Events dropped because their user's events were deleted (its `deleted`).
+    pub deleted: usize,
     /// Poison records written to the router's DLQ.
     pub poison: usize,
     /// (event, destination) pairs a destination refused for good, written to the router's DLQ.
@@ -39,6 +45,7 @@ pub struct RouteReport {
 #[derive(Debug)]
 pub struct RouterFunction {
     rules: S3Rules,
+    suppressions: Option<S3SuppressionList>,
     destinations: Destinations,
     dlq: SqsDeadLetterQueue,
 }
@@ -49,13 +56,22 @@ impl RouterFunction {
     pub fn new(rules: S3Rules, destinations: Destinations, dlq: SqsDeadLetterQueue) -> Self {
         Self {
             rules,
+            suppressions: None,
             destinations,
             dlq,
         }
     }
 
+    /// The router, also dropping the events of users `suppressions` lists.
+    #[must_use]
+    pub fn with_suppressions(mut self, suppressions: S3SuppressionList) -> Self {
+        self.suppressions = Some(suppressions);
+        self
+    }
+
     /// Built from the environment (`TRIBUTARY_RULES_BUCKET`, `TRIBUTARY_RULES_KEY`,
-    /// `TRIBUTARY_ROUTER_DLQ_URL`).
+    /// `TRIBUTARY_SUPPRESSIONS_KEY`, `TRIBUTARY_ROUTER_DLQ_URL`); the suppression list is in the
+    /// rules bucket.
     ///
     /// # Errors
     /// [`AwsError::Config`] naming a missing variable.
@@ -63,15 +79,22 @@ impl RouterFunction {
         let bucket = settings::required(settings::RULES_BUCKET_ENV)?;
         let key =
             settings::optional(settings::RULES_KEY_ENV).unwrap_or_else(|| "rules.json".into());
+        let suppressions_key = settings::optional(settings::SUPPRESSIONS_KEY_ENV)
+            .unwrap_or_else(|| settings::DEFAULT_SUPPRESSIONS_KEY.into());
         let dlq_url = settings::required(settings::ROUTER_DLQ_URL_ENV)?;
         Ok(Self::new(
-            S3Rules::new(s3_client(sdk_config), bucket, key),
+            S3Rules::new(s3_client(sdk_config), bucket.clone(), key),
             Destinations::new(
                 aws_sdk_lambda::Client::new(sdk_config),
                 aws_sdk_sqs::Client::new(sdk_config),
             ),
             SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(sdk_config), dlq_url),
-        ))
+        )
+        .with_suppressions(S3SuppressionList::new(
+            s3_client(sdk_config),
+            bucket,
+            suppressions_key,
+        )))
     }
 
     /// Routes one batch; the answer for Lambda.
@@ -86,6 +109,8 @@ impl RouterFunction {
             events = report.events,
             sent = report.sent,
             unrouted = report.unrouted,
+            suppressed = report.suppressed,
+            deleted = report.deleted,
             poison = report.poison,
             dead_lettered = report.dead_lettered,
             requests = report.requests,
@@ -99,9 +124,14 @@ impl RouterFunction {
     /// Routes one batch and says what happened.
     ///
     /// # Errors
-    /// As [`RouterFunction::handle`].
+    /// As [`RouterFunction::handle`], and when no suppression list could ever be loaded (a
+    /// malformed object: delivering its users' events is not an option).
     pub async fn route(&self, event: &KinesisEvent) -> Result<RouteReport, AwsError> {
         let rules = self.rules.current().await?;
+        let suppressions = match &self.suppressions {
+            Some(list) => Some(list.current().await?),
+            None => None,
+        };
         let mut report = RouteReport::default();
         let mut failed: BTreeSet<String> = BTreeSet::new();
         let mut events: Vec<StreamEvent> = Vec::new();
@@ -112,6 +142,26 @@ impl RouterFunction {
             poison.extend(read.poison);
         }
         report.events = events.len();
+        if let Some(index) = suppressions.filter(|index| !index.is_empty()) {
+            events.retain(|event| match index.router_drops_json(&event.event.json) {
+                None => true,
+                Some(DropReason::Suppressed) => {
+                    report.suppressed += 1;
+                    false
+                }
+                Some(DropReason::Deleted) => {
+                    report.deleted += 1;
+                    false
+                }
+            });
+            if report.suppressed + report.deleted > 0 {
+                tracing::info!(
+                    message = "events of suppressed or deleted users dropped",
+                    suppressed = report.suppressed,
+                    deleted = report.deleted
+                );
+            }
+        }
 
         for record in &poison {
             match self.dlq.write_poison(record).await {

@@ -19,6 +19,16 @@ pub const RATE_LIMIT_ENV: &str = "TRIBUTARY_RATE_LIMIT_PER_KEY";
 pub const RULES_BUCKET_ENV: &str = "TRIBUTARY_RULES_BUCKET";
 /// Router: the key of the rules file (default `rules.json`).
 pub const RULES_KEY_ENV: &str = "TRIBUTARY_RULES_KEY";
+/// Router and connector: the key of the suppression list (default `suppressions.json`), in
+/// the rules bucket for the router and in `TRIBUTARY_SUPPRESSIONS_BUCKET` for the connector.
+pub const SUPPRESSIONS_KEY_ENV: &str = "TRIBUTARY_SUPPRESSIONS_KEY";
+/// Connector: the bucket of the suppression list (unset: the connector does not check it).
+pub const SUPPRESSIONS_BUCKET_ENV: &str = "TRIBUTARY_SUPPRESSIONS_BUCKET";
+/// The suppression list's key when none is set.
+pub const DEFAULT_SUPPRESSIONS_KEY: &str = "suppressions.json";
+/// Ingest: how much of the client's address `context.ip` keeps: `full`, `anonymize` (default)
+/// or `drop`.
+pub const IP_MODE_ENV: &str = "TRIBUTARY_IP_MODE";
 /// Router: the URL of its dead-letter queue (poison records, refused batches).
 pub const ROUTER_DLQ_URL_ENV: &str = "TRIBUTARY_ROUTER_DLQ_URL";
 /// Connector: the destination it delivers to (a `[destinations.NAME]` of its configuration).

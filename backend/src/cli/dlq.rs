@@ -228,10 +228,20 @@ async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let privacy = SuppressionFile::in_data_dir(&config.storage.data_dir)
-                .load()
-                .map_err(|error| error.to_string())?
-                .index();
+            let privacy = match &args.suppressions {
+                Some(location) => {
+                    let list = crate::aws::suppression_source::S3SuppressionList::at(
+                        crate::aws::router::s3_client(&sdk_config),
+                        location,
+                    )
+                    .map_err(failed)?;
+                    list.load().await.map_err(failed)?.1.index()
+                }
+                None => SuppressionFile::in_data_dir(&config.storage.data_dir)
+                    .load()
+                    .map_err(|error| error.to_string())?
+                    .index(),
+            };
             let report = tool
                 .redrive(
                     &targets,

@@ -48,6 +48,11 @@ pub struct PrivacyArgs {
     /// The configuration file (default: ./tributary.toml if present, else built-in defaults).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// AWS mode: keep the suppression list in this S3 object (`s3://BUCKET/KEY`, beside the
+    /// rules; the router reads it) instead of the data dir; needs a build with the `aws`
+    /// feature. Deletions then clean only the configured destinations.
+    #[arg(long, value_name = "s3://BUCKET/KEY", global = true)]
+    pub s3: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: PrivacyCommand,
@@ -167,6 +172,15 @@ pub struct DlqArgs {
     /// feature. Credentials and region from the standard AWS chain.
     #[arg(long, value_name = "URL", global = true)]
     pub queue: Option<String>,
+    /// With `--queue`: the suppression list `redrive` honours is this S3 object
+    /// (`s3://BUCKET/KEY`, the one the router reads) instead of the data dir's.
+    #[arg(
+        long,
+        value_name = "s3://BUCKET/KEY",
+        global = true,
+        requires = "queue"
+    )]
+    pub suppressions: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: DlqCommand,

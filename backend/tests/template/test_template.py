@@ -163,6 +163,21 @@ def template_problems(template):
     if resources.get(ref_target(rules_bucket), {}).get("Type") != "AWS::S3::Bucket":
         problems.append("RouterFunction: TRIBUTARY_RULES_BUCKET is not the rules bucket")
     problems.extend(queue_variable_problems(resources, router, "TRIBUTARY_ROUTER_DLQ_URL"))
+    # Issue 9: the suppression list beside the rules, readable by the router (and the
+    # connector), with ListBucket so that a list not uploaded yet is a 404, not a 403.
+    for function in ("RouterFunction", "ConnectorFunction"):
+        properties = resources.get(function, {}).get("Properties", {})
+        key = properties.get("Environment", {}).get("Variables", {}).get(
+            "TRIBUTARY_SUPPRESSIONS_KEY"
+        )
+        if not key:
+            problems.append(f"{function}: no TRIBUTARY_SUPPRESSIONS_KEY")
+            continue
+        role = resources.get(ref_target(properties.get("Role")), {})
+        if not role_allows(role, "s3:GetObject", f"/{key}"):
+            problems.append(f"{function}: its role cannot read the suppression list {key}")
+        if not role_allows(role, "s3:ListBucket", None):
+            problems.append(f"{function}: its role cannot list the rules bucket (403, not 404)")
 
     # The connector: its own DLQ, the async-invoke DLQ, and its queue's RedrivePolicy.
     connector = resources.get("ConnectorFunction", {}).get("Properties", {})
@@ -217,6 +232,26 @@ def template_problems(template):
         if parameter not in parameters:
             problems.append(f"no {parameter} parameter")
     return problems
+
+
+def role_allows(role, action, resource_suffix):
+    """Whether a statement of the role's policies allows `action` on a resource ending with
+    `resource_suffix` (any resource when None)."""
+    for policy in role.get("Properties", {}).get("Policies", []):
+        for statement in policy.get("PolicyDocument", {}).get("Statement", []):
+            actions = statement.get("Action")
+            actions = actions if isinstance(actions, list) else [actions]
+            if action not in actions or statement.get("Effect") != "Allow":
+                continue
+            if resource_suffix is None:
+                return True
+            resources = statement.get("Resource")
+            resources = resources if isinstance(resources, list) else [resources]
+            for resource in resources:
+                text = resource.get("Fn::Sub", "") if isinstance(resource, dict) else resource
+                if isinstance(text, str) and text.endswith(resource_suffix):
+                    return True
+    return False
 
 
 def is_queue(resources, name):
@@ -307,6 +342,21 @@ class TemplateTest(unittest.TestCase):
                 "IngestApi",
                 "Properties",
                 "BinaryMediaTypes",
+            ],
+            "suppression list variable": [
+                "Resources",
+                "RouterFunction",
+                "Properties",
+                "Environment",
+                "Variables",
+                "TRIBUTARY_SUPPRESSIONS_KEY",
+            ],
+            "connector's suppression list permission": [
+                "Resources",
+                "ConnectorRole",
+                "Properties",
+                "Policies",
+                1,
             ],
             "firehose": ["Resources", "ArchiveDeliveryStream"],
             "dashboard": ["Resources", "Dashboard"],
