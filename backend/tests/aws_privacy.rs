@@ -7,6 +7,7 @@
 //!   list (and stops a router that never had one);
 //! - a write with a stale ETag is refused, and `update` reads again and keeps both changes;
 //! - the connector function leaves out the events of users deleted while they waited;
+//! - `tributary dlq redrive --queue URL --suppressions s3://…` leaves them out of a redrive;
 //! - the ingest behind API Gateway takes `context.ip` from the request context's source IP.
 
 #![cfg(feature = "aws")]
@@ -652,4 +653,98 @@ async fn the_ingest_takes_context_ip_from_the_api_gateway_source_ip() {
             .as_deref(),
         Some("2001:db8:abcd::")
     );
+}
+
+#[tokio::test]
+async fn dlq_queue_redrive_leaves_out_the_events_of_users_on_the_s3_list() {
+    let Some(moto) = moto_url() else { return };
+    let config = sdk_config(&moto).await;
+    let s3 = s3_client(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let bucket = unique("privacy-redrive");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let (dlq_url, _) = queue(&sqs, "privacy-redrive-dlq").await;
+    let event = |id: &str, user: &str| {
+        json!({"id": id, "name": "login", "data": {}, "user_id": user,
+               "received_at": "2026-11-27T10:00:00.000Z"})
+    };
+    let message = |events: Vec<Value>| {
+        json!({
+            "v": 1, "destination": "archive", "events": events,
+            "error": {"class": "retryable", "status": 503, "message": "HTTP 503"},
+            "attempts": 3,
+            "first_failed_at": "2026-11-27T10:00:00.000Z",
+            "last_failed_at": "2026-11-27T10:01:00.000Z"
+        })
+        .to_string()
+    };
+    for body in [
+        message(vec![event("e-1", "gone"), event("e-2", "kept")]),
+        message(vec![event("e-3", "gone")]),
+    ] {
+        sqs.send_message()
+            .queue_url(&dlq_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(
+        folder.path().join("tributary.toml"),
+        "[destinations.archive]\nkind = \"jsonl\"\npath = \"archive.jsonl\"\n",
+    )
+    .unwrap();
+    let location = format!("s3://{bucket}/suppressions.json");
+    succeeded(&tributary(
+        &moto,
+        folder.path(),
+        &["privacy", "delete", "--user", "gone", "--s3", &location],
+    ));
+
+    let printed = succeeded(&tributary(
+        &moto,
+        folder.path(),
+        &[
+            "dlq",
+            "redrive",
+            "--queue",
+            &dlq_url,
+            "--suppressions",
+            &location,
+        ],
+    ));
+    assert!(
+        printed.contains("2 events of deleted or suppressed users left out"),
+        "{printed}"
+    );
+    let archived = std::fs::read_to_string(folder.path().join("archive.jsonl")).unwrap();
+    let ids: Vec<String> = archived
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["e-2"]);
+    // Both messages are gone: one redriven, one left with no event to redrive.
+    let left = sqs
+        .receive_message()
+        .queue_url(&dlq_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages().is_empty(), "{left:?}");
+
+    // --suppressions only makes sense with --queue.
+    let refused = tributary(
+        &moto,
+        folder.path(),
+        &["dlq", "redrive", "--suppressions", &location],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--queue"));
 }
