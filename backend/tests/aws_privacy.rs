@@ -184,10 +184,14 @@ fn fresh_event(envelopes: &[Value]) -> KinesisEvent {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    // Seconds with milliseconds, as Kinesis writes them: the next second and 123 ms, a moment
-    // after anything the test wrote before. (aws_lambda_events 1.2 reads the digits after the
-    // point as milliseconds, so `.5` would be read as 5 ms: three digits, the last not 0.)
-    let now: Value = serde_json::from_str(&format!("{}.123", since_epoch.as_secs() + 1)).unwrap();
+    // Seconds with milliseconds, as Kinesis writes them (read by the router's own reader,
+    // which keeps every millisecond: `.5` is 500 ms).
+    let now: Value = serde_json::from_str(&format!(
+        "{}.{:03}",
+        since_epoch.as_secs(),
+        since_epoch.subsec_millis()
+    ))
+    .unwrap();
     let records: Vec<Value> = envelopes
         .iter()
         .enumerate()
@@ -211,7 +215,7 @@ fn fresh_event(envelopes: &[Value]) -> KinesisEvent {
             })
         })
         .collect();
-    serde_json::from_value(json!({ "Records": records })).unwrap()
+    tributary_backend::aws::records::kinesis_event(json!({ "Records": records })).unwrap()
 }
 
 fn envelope(id: u32, anonymous_id: &str) -> Value {

@@ -7,12 +7,17 @@
 //! gets the record's `approximateArrivalTimestamp`, and the rest of the ingest's normalization
 //! (an id when absent, derived from the sequence number so a redelivery keeps it).
 //!
+//! `approximateArrivalTimestamp` is read to the millisecond by [`kinesis_event`]: the Lambda
+//! events crate reads the digits after the point as milliseconds whatever their number (`40.5`
+//! became `40.005`), which put `received_at` up to 0.99 s early and could move an event across a
+//! suppression's `since` or a deletion's `received_before`.
+//!
 //! Poison: an aggregate whose checksum or protobuf is broken (the whole record), or a user
 //! record that is not a valid envelope (that user record alone; its neighbours are delivered).
 
 use std::borrow::Cow;
 
-use aws_lambda_events::event::kinesis::KinesisEventRecord;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -69,6 +74,59 @@ pub struct ReadRecord {
     pub events: Vec<StreamEvent>,
     /// What could not be read.
     pub poison: Vec<PoisonRecord>,
+}
+
+/// A Lambda Kinesis event from its JSON, each record's `approximateArrivalTimestamp` (seconds,
+/// with up to three decimals) read exactly to the millisecond.
+///
+/// # Errors
+/// When the JSON is not a Kinesis event.
+pub fn kinesis_event(mut payload: serde_json::Value) -> Result<KinesisEvent, serde_json::Error> {
+    let mut arrivals: Vec<Option<i64>> = Vec::new();
+    if let Some(records) = payload
+        .get_mut("Records")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for record in records {
+            let slot = record
+                .get_mut("kinesis")
+                .and_then(|kinesis| kinesis.get_mut("approximateArrivalTimestamp"));
+            let millis = slot.as_deref().and_then(arrival_millis);
+            if let (Some(slot), Some(millis)) = (slot, millis) {
+                // Whole seconds for the crate's reader (more than three decimals fail it
+                // outright); the milliseconds are set below.
+                *slot = serde_json::Value::from(millis.div_euclid(1000));
+            }
+            arrivals.push(millis);
+        }
+    }
+    let mut event: KinesisEvent = serde_json::from_value(payload)?;
+    for (record, millis) in event.records.iter_mut().zip(arrivals) {
+        if let Some(at) = millis.and_then(chrono::DateTime::from_timestamp_millis) {
+            record.kinesis.approximate_arrival_timestamp.0 = at;
+        }
+    }
+    Ok(event)
+}
+
+/// Unix milliseconds from seconds written as a JSON number or string (`1795000000.5`), from the
+/// decimal text, so no float rounding is involved.
+fn arrival_millis(value: &serde_json::Value) -> Option<i64> {
+    let text = match value {
+        serde_json::Value::Number(number) => number.to_string(),
+        serde_json::Value::String(text) => text.trim().to_owned(),
+        _ => return None,
+    };
+    let (seconds, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    if seconds.starts_with('-') {
+        return None;
+    }
+    let seconds: i64 = seconds.parse().ok()?;
+    if !fraction.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    seconds.checked_mul(1000)?.checked_add(millis)
 }
 
 /// Reads one record of a Lambda Kinesis event.
@@ -203,6 +261,39 @@ mod tests {
         assert_eq!(event.partition_key, "anon-1");
         let elsewhere = read_data("shardId-000000000000", "4960", "anon-1", data, ARRIVAL);
         assert_ne!(elsewhere.events[0].event.id, event.id);
+    }
+
+    #[test]
+    fn arrival_timestamps_are_read_to_the_millisecond() {
+        let event = |at: serde_json::Value| {
+            serde_json::json!({"Records": [{
+                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k",
+                            "sequenceNumber": "1", "data": "e30=", "approximateArrivalTimestamp": at},
+                "eventSource": "aws:kinesis", "eventID": "shardId-000000000000:1"
+            }]})
+        };
+        let millis = |at: serde_json::Value| {
+            kinesis_event(event(at)).unwrap().records[0]
+                .kinesis
+                .approximate_arrival_timestamp
+                .0
+                .timestamp_millis()
+        };
+        let raw: serde_json::Value = serde_json::from_str("1795000000.5").unwrap();
+        assert_eq!(millis(raw), 1_795_000_000_500, "not 1_795_000_000_005");
+        assert_eq!(
+            millis(serde_json::json!(1_795_000_000.123)),
+            1_795_000_000_123
+        );
+        assert_eq!(millis(serde_json::json!(1_795_000_000)), 1_795_000_000_000);
+        assert_eq!(
+            millis(serde_json::json!("1795000000.07")),
+            1_795_000_000_070
+        );
+        assert_eq!(
+            millis(serde_json::json!(1_795_000_000.123_456)),
+            1_795_000_000_123
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! asynchronous invoke or SQS), partial batch responses. Settings:
 //! `tributary_backend::aws::settings`.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tributary_backend::aws;
 
@@ -13,9 +12,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let router = aws::router::RouterFunction::from_env(&sdk_config)?;
     let router = &router;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<KinesisEvent>| async move {
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // Read here rather than by the runtime: arrival times to the millisecond.
+            let batch = aws::records::kinesis_event(event.payload)?;
             router
-                .handle(event.payload)
+                .handle(batch)
                 .await
                 .map_err(lambda_runtime::Error::from)
         },
