@@ -2,9 +2,10 @@
 # The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
 # the docs, README's first command (scripts/demo.sh --check), the status page in headless
 # Chromium (scripts/test-browser.sh), Segment's analytics-node against `tributary serve`
-# (scripts/test-segment.sh), the web SDK (scripts/test-web.sh) and the mobile SDK's bindings
-# (scripts/check-swift.sh, scripts/test-mobile.sh). README.md gives this command; .ci/run runs
-# exactly this.
+# (scripts/test-segment.sh), the web SDK (scripts/test-web.sh), the mobile SDK's bindings
+# (scripts/check-swift.sh, scripts/test-mobile.sh) and AWS mode: the SAM template (cfn-lint and
+# its requirements test) and the Lambda binaries under cargo lambda watch
+# (scripts/test-lambda-watch.sh). README.md gives this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +28,18 @@ source scripts/lib/toolchain.sh
 stage "toolchain" ensure_rust_toolchain
 
 stage "cargo fmt --check" cargo fmt --all -- --check
+# AWS mode's SAM template: cfn-lint (pinned to 1.53.3, which still applies the SAM transform)
+# and the test that the template has what DESIGN.md and issue 5 require. The tools live in a
+# virtual environment of their own, installed when missing (scripts/lib/aws-tools.sh).
+source scripts/lib/aws-tools.sh
+stage "cfn-lint and cargo-lambda (scripts/lib/aws-tools.sh)" ensure_aws_tools
+stage "cfn-lint backend/template.yaml" "$AWS_TOOLS_BIN/cfn-lint" backend/template.yaml
+stage "SAM template requirements (backend/tests/template)" \
+    "$AWS_TOOLS_BIN/python" -m unittest discover -s backend/tests/template -v
 # sdk-server's Kinesis mode is behind its `kinesis` feature (off by default): lint, test and
 # document it too.
-kinesis=(--features tributary-server/kinesis)
+# AWS mode (the Lambda handlers and binaries) is behind the backend's `aws` feature.
+kinesis=(--features tributary-server/kinesis --features tributary-backend/aws)
 stage "cargo clippy" cargo clippy --workspace --all-targets "${kinesis[@]}" --locked -- -D warnings
 # Kinesis mode's tests need moto (a local AWS emulator) on 127.0.0.1 and Python's
 # aws-kinesis-agg; the script installs them when missing and exports TRIBUTARY_TEST_MOTO_URL.
@@ -47,6 +57,10 @@ start_postgres() {
 }
 stage "PostgreSQL for the warehouse tests (scripts/start-postgres.sh)" start_postgres
 stage "cargo test" cargo test --workspace "${kinesis[@]}" --locked
+# AWS mode's Lambda binaries under `cargo lambda watch` (127.0.0.1) against moto: the router
+# invoked with the mixed Kinesis fixture, the ingest over plain HTTP, the connector.
+stage "Lambda functions under cargo lambda watch (scripts/test-lambda-watch.sh)" \
+    bash scripts/test-lambda-watch.sh
 stage "sdk-core on wasm32-unknown-unknown" \
     cargo check -p tributary-core --target wasm32-unknown-unknown --locked
 stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps "${kinesis[@]}" --locked

@@ -15,7 +15,10 @@
 //! - [`privacy`]: client addresses, consent, suppression, deletion, the audit trail.
 //! - [`local`]: local mode, everything in one process.
 //! - [`cli`]: the `tributary` command.
+//! - `aws` (feature `aws`): AWS mode's Lambda functions (ingest, router, connector).
 
+#[cfg(feature = "aws")]
+pub mod aws;
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub mod cli;
 pub mod clock;

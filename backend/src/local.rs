@@ -96,6 +96,7 @@ pub fn build_targets(config: &Config) -> Result<HashMap<String, RedriveTarget>, 
 pub struct LocalPipeline {
     /// Where it listens.
     pub address: SocketAddr,
+    log: EventLog,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -184,7 +185,8 @@ impl LocalPipeline {
                     destination: name.clone(),
                     connector: target.connector.clone(),
                     retry: RetryPolicy::new(destination.retry),
-                    dlq: dlq.clone(),
+                    dlq: Arc::new(dlq.clone()),
+                    deadline: None,
                     metrics: metrics.clone(),
                     consent: ConsentRequirement::new(&destination.requires_consent),
                     suppressions: suppressions.clone(),
@@ -231,9 +233,15 @@ impl LocalPipeline {
         });
         Ok(Self {
             address: local_address,
+            log,
             shutdown,
             tasks,
         })
+    }
+
+    /// The embedded log (`tributary serve --source` appends what it reads from a stream).
+    pub fn log(&self) -> &EventLog {
+        &self.log
     }
 
     /// A token that stops the pipeline when cancelled.

@@ -9,6 +9,9 @@ use crate::local::build_targets;
 use crate::privacy::SuppressionFile;
 
 pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
+    if let Some(queue) = args.queue.clone() {
+        return run_on_queue(args, queue).await;
+    }
     let config = Config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
     let dlq = DeadLetterQueue::open(&config.storage.data_dir).map_err(|error| error.to_string())?;
     match args.command {
@@ -88,14 +91,7 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
                 report.failed,
                 report.kept,
                 report.skipped,
-                if report.privacy_dropped > 0 {
-                    format!(
-                        ", {} events of deleted or suppressed users left out",
-                        report.privacy_dropped
-                    )
-                } else {
-                    String::new()
-                }
+                privacy_note(report.privacy_dropped)
             );
             if report.failed > 0 || report.skipped > 0 {
                 return Err("some messages were not redriven".into());
@@ -145,4 +141,150 @@ fn list(dlq: &DeadLetterQueue, destination: Option<&str>) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn run_on_queue(_args: DlqArgs, _queue: String) -> Result<(), String> {
+    Err(
+        "--queue needs AWS support: this tributary was built without the `aws` feature \
+         (cargo install with --features aws)"
+            .into(),
+    )
+}
+
+/// The DLQ commands on an SQS queue (`--queue URL`).
+#[cfg(feature = "aws")]
+async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
+    use std::io::IsTerminal;
+
+    use crate::aws::queue_tool::QueueTool;
+
+    let sdk_config = crate::aws::settings::sdk_config().await;
+    let tool = QueueTool::new(
+        aws_sdk_sqs::Client::new(&sdk_config),
+        queue.clone(),
+        std::io::stderr().is_terminal(),
+    );
+    let failed = |error: crate::aws::AwsError| error.to_string();
+    match args.command {
+        DlqCommand::List { destination } => {
+            let messages = tool.list(destination.as_deref()).await.map_err(failed)?;
+            if messages.is_empty() {
+                println!("{queue}: no messages");
+            }
+            for message in &messages {
+                match redrive::parse_body(&message.body, None) {
+                    Ok(parsed) => println!(
+                        "{}  {:<16} {:>6} events  attempts {}  {}  {}",
+                        message.id,
+                        parsed.destination,
+                        parsed.events.len(),
+                        parsed.attempts,
+                        parsed.error.class,
+                        parsed.error.message
+                    ),
+                    Err(_) => println!(
+                        "{}  not redrivable ({} bytes): {}",
+                        message.id,
+                        message.body.len(),
+                        message.body.chars().take(120).collect::<String>()
+                    ),
+                }
+            }
+            println!("{} messages", messages.len());
+            Ok(())
+        }
+        DlqCommand::Backup {
+            out,
+            purge,
+            destination,
+        } => {
+            let report = tool
+                .backup(&out, purge, destination.as_deref())
+                .await
+                .map_err(failed)?;
+            println!(
+                "backed up {} messages from {queue} to {}{}",
+                report.written,
+                out.display(),
+                if purge {
+                    format!(" and deleted {} from the queue", report.deleted)
+                } else {
+                    " (they are in the queue again)".into()
+                }
+            );
+            Ok(())
+        }
+        DlqCommand::Redrive {
+            destination,
+            from,
+            dry_run,
+        } => {
+            let config = Config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
+            let targets = build_targets(&config)?;
+            let file_lines = match &from {
+                Some(path) => Some(
+                    backup::read(path).map_err(|error| format!("{}: {error}", path.display()))?,
+                ),
+                None => None,
+            };
+            let privacy = match &args.suppressions {
+                Some(location) => {
+                    let list = crate::aws::suppression_source::S3SuppressionList::at(
+                        crate::aws::router::s3_client(&sdk_config),
+                        location,
+                    )
+                    .map_err(failed)?;
+                    list.load().await.map_err(failed)?.1.index()
+                }
+                None => SuppressionFile::in_data_dir(&config.storage.data_dir)
+                    .load()
+                    .map_err(|error| error.to_string())?
+                    .index(),
+            };
+            let report = tool
+                .redrive(
+                    &targets,
+                    file_lines.as_deref(),
+                    destination.as_deref(),
+                    dry_run,
+                    &privacy,
+                )
+                .await
+                .map_err(failed)?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            println!(
+                "{}{} messages: {} events delivered, {} failed again ({} messages back in {queue}), {} skipped{}",
+                if dry_run { "dry run: " } else { "" },
+                report.messages,
+                report.delivered,
+                report.failed,
+                report.kept,
+                report.skipped,
+                privacy_note(report.privacy_dropped)
+            );
+            if report.failed > 0 || report.skipped > 0 {
+                return Err("some messages were not redriven".into());
+            }
+            Ok(())
+        }
+        DlqCommand::Purge { destination } => {
+            match tool.purge(destination.as_deref()).await.map_err(failed)? {
+                Some(count) => println!("deleted {count} messages from {queue}"),
+                None => println!("purged {queue}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The summary's note on events left out for privacy (empty when none were).
+fn privacy_note(dropped: usize) -> String {
+    if dropped > 0 {
+        format!(", {dropped} events of deleted or suppressed users left out")
+    } else {
+        String::new()
+    }
 }

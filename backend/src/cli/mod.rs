@@ -48,6 +48,11 @@ pub struct PrivacyArgs {
     /// The configuration file (default: ./tributary.toml if present, else built-in defaults).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// AWS mode: keep the suppression list in this S3 object (`s3://BUCKET/KEY`, beside the
+    /// rules; the router reads it) instead of the data dir; needs a build with the `aws`
+    /// feature. Deletions then clean only the configured destinations.
+    #[arg(long, value_name = "s3://BUCKET/KEY", global = true)]
+    pub s3: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: PrivacyCommand,
@@ -125,6 +130,10 @@ pub struct ServeArgs {
     /// Listen on this address instead of `server.listen` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Also consume a Kinesis stream (`kinesis:STREAM`): its events are routed and delivered
+    /// like those the ingest accepts; checkpoints in the data dir. Needs the `aws` feature.
+    #[arg(long, value_name = "kinesis:STREAM")]
+    pub source: Option<String>,
     /// Log lines as text or JSON (to stderr).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -159,6 +168,19 @@ pub struct DlqArgs {
     /// The configuration file (default: ./tributary.toml if present, else built-in defaults).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// An SQS queue (AWS mode's DLQs) instead of the local DLQ; needs a build with the `aws`
+    /// feature. Credentials and region from the standard AWS chain.
+    #[arg(long, value_name = "URL", global = true)]
+    pub queue: Option<String>,
+    /// With `--queue`: the suppression list `redrive` honours is this S3 object
+    /// (`s3://BUCKET/KEY`, the one the router reads) instead of the data dir's.
+    #[arg(
+        long,
+        value_name = "s3://BUCKET/KEY",
+        global = true,
+        requires = "queue"
+    )]
+    pub suppressions: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: DlqCommand,

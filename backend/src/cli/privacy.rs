@@ -1,15 +1,25 @@
 //! `tributary privacy delete | suppress | unsuppress | list | requests`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{PrivacyArgs, PrivacyCommand, SubjectArgs};
 use crate::config::Config;
 use crate::local::SUPPRESSION_INTERVAL;
-use crate::privacy::{PrivacyRequests, RequestRecord, StoreOutcome, Subject};
+use crate::privacy::{PrivacyRequests, RequestRecord, StoreOutcome, Subject, SuppressionStore};
 
 pub(super) async fn run(args: PrivacyArgs) -> Result<(), String> {
     let config = Config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
     let data_dir = &config.storage.data_dir;
+    let remote = remote_list(args.s3.as_deref()).await?;
+    let place = |requests: PrivacyRequests| match &remote {
+        Some(store) => requests.with_remote_list(store.clone()),
+        None => requests,
+    };
+    let dropped_by = match &remote {
+        Some(store) => format!("dropped by the router ({})", store.location()),
+        None => "dropped at the ingest".to_owned(),
+    };
     match args.command {
         PrivacyCommand::Delete {
             subjects,
@@ -19,12 +29,12 @@ pub(super) async fn run(args: PrivacyArgs) -> Result<(), String> {
         } => {
             // A `serve` on the same data dir notices the list within SUPPRESSION_INTERVAL; wait
             // that long twice before cleaning the stores, so it has stopped sending first.
-            let requests = PrivacyRequests::new(
+            let requests = place(PrivacyRequests::new(
                 data_dir,
                 PrivacyRequests::targets_of(&config),
                 None,
                 SUPPRESSION_INTERVAL * 2 + Duration::from_millis(200),
-            );
+            ));
             let record = requests
                 .delete(subjects_of(subjects), suppress, reason, "cli")
                 .await
@@ -35,7 +45,7 @@ pub(super) async fn run(args: PrivacyArgs) -> Result<(), String> {
                     serde_json::to_string_pretty(&record).unwrap_or_default()
                 );
             } else {
-                print_deletion(&record);
+                print_deletion(&record, remote.as_deref());
             }
             match &record.erasure {
                 Some(erasure) if !erasure.complete() => Err(
@@ -46,18 +56,18 @@ pub(super) async fn run(args: PrivacyArgs) -> Result<(), String> {
             }
         }
         PrivacyCommand::Suppress { subjects, reason } => {
-            let requests = local_requests(data_dir);
+            let requests = place(local_requests(data_dir));
             let record = requests
                 .suppress(subjects_of(subjects), reason, "cli")
                 .await
                 .map_err(|error| error.to_string())?;
             for subject in &record.subjects {
-                println!("suppressed {subject}: its new events are dropped at the ingest");
+                println!("suppressed {subject}: its new events are {dropped_by}");
             }
             Ok(())
         }
         PrivacyCommand::Unsuppress { subjects, reason } => {
-            let requests = local_requests(data_dir);
+            let requests = place(local_requests(data_dir));
             let record = requests
                 .unsuppress(subjects_of(subjects), reason, "cli")
                 .await
@@ -68,8 +78,9 @@ pub(super) async fn run(args: PrivacyArgs) -> Result<(), String> {
             Ok(())
         }
         PrivacyCommand::List { json } => {
-            let list = local_requests(data_dir)
+            let list = place(local_requests(data_dir))
                 .list()
+                .await
                 .map_err(|error| error.to_string())?;
             if json {
                 println!("{}", list.to_json());
@@ -157,17 +168,28 @@ fn subjects_of(args: SubjectArgs) -> Vec<Subject> {
         .collect()
 }
 
-fn print_deletion(record: &RequestRecord) {
+fn print_deletion(record: &RequestRecord, remote: Option<&dyn SuppressionStore>) {
     let subjects: Vec<String> = record.subjects.iter().map(ToString::to_string).collect();
     println!("deletion {} of {}", record.id, subjects.join(", "));
     let Some(erasure) = &record.erasure else {
         return;
     };
-    println!("  log           {} events removed", erasure.log);
-    println!(
-        "  dlq           {} events removed ({} messages emptied and deleted)",
-        erasure.dlq_events, erasure.dlq_messages
-    );
+    match remote {
+        Some(store) => {
+            println!(
+                "  stream        listed as deleted in {}: the router drops their events",
+                store.location()
+            );
+            println!("  sqs dlq       left out by `tributary dlq --queue URL redrive`");
+        }
+        None => {
+            println!("  log           {} events removed", erasure.log);
+            println!(
+                "  dlq           {} events removed ({} messages emptied and deleted)",
+                erasure.dlq_events, erasure.dlq_messages
+            );
+        }
+    }
     for error in &erasure.errors {
         println!("  FAILED        {error}");
     }
@@ -181,4 +203,31 @@ fn print_deletion(record: &RequestRecord) {
         }
     }
     println!("  recorded in privacy-requests.jsonl");
+}
+
+/// The S3 object `--s3` names, as the list's store.
+#[cfg(feature = "aws")]
+async fn remote_list(location: Option<&str>) -> Result<Option<Arc<dyn SuppressionStore>>, String> {
+    let Some(location) = location else {
+        return Ok(None);
+    };
+    let sdk_config = crate::aws::settings::sdk_config().await;
+    let list = crate::aws::suppression_source::S3SuppressionList::at(
+        crate::aws::router::s3_client(&sdk_config),
+        location,
+    )
+    .map_err(|error| error.to_string())?;
+    Ok(Some(Arc::new(list)))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn remote_list(location: Option<&str>) -> Result<Option<Arc<dyn SuppressionStore>>, String> {
+    match location {
+        None => Ok(None),
+        Some(_) => Err(
+            "--s3 needs AWS support: this tributary was built without the `aws` feature \
+             (cargo install with --features aws)"
+                .into(),
+        ),
+    }
 }

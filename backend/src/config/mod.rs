@@ -62,6 +62,14 @@ pub enum ConfigSource {
     File(PathBuf),
     /// The built-in defaults (`samples/tributary.toml`), relative to this folder.
     BuiltIn(PathBuf),
+    /// The text of an environment variable (AWS mode's connector function), relative to this
+    /// folder.
+    Environment {
+        /// The variable.
+        variable: String,
+        /// The folder relative paths are resolved against.
+        base: PathBuf,
+    },
 }
 
 /// Where the routing rules come from.
@@ -314,7 +322,9 @@ impl Config {
         };
         let rules = match &source {
             ConfigSource::BuiltIn(_) => RulesSource::BuiltIn,
-            ConfigSource::File(_) => RulesSource::File(base.join(&raw.routing.rules)),
+            ConfigSource::File(_) | ConfigSource::Environment { .. } => {
+                RulesSource::File(base.join(&raw.routing.rules))
+            }
         };
         let defaults = raw
             .retry
@@ -366,6 +376,7 @@ impl ConfigSource {
         match self {
             Self::File(path) => path.display().to_string(),
             Self::BuiltIn(_) => "<built-in samples/tributary.toml>".into(),
+            Self::Environment { variable, .. } => format!("${variable}"),
         }
     }
 
@@ -374,6 +385,7 @@ impl ConfigSource {
         match self {
             Self::File(path) => path.parent().unwrap_or(Path::new(".")),
             Self::BuiltIn(folder) => folder,
+            Self::Environment { base, .. } => base,
         }
     }
 }

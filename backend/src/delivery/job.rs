@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::connectors::retry::RetryPolicy;
 use crate::connectors::{Connector, Delivery, Failure, FailureClass, OutgoingEvent};
-use crate::dlq::{DeadLetterMessage, DeadLetterQueue};
+use crate::dlq::{DeadLetterMessage, DeadLetterSink};
 use crate::ops::metrics::Metrics;
 use crate::privacy::{ConsentRequirement, LiveSuppressions};
 
@@ -27,7 +27,10 @@ pub struct JobContext {
     /// Its retry rule.
     pub retry: RetryPolicy,
     /// Where exhausted batches go.
-    pub dlq: DeadLetterQueue,
+    pub dlq: Arc<dyn DeadLetterSink>,
+    /// When retries must stop (a Lambda function's time budget): a retry whose wait would end
+    /// after it dead-letters the batch at once instead. `None`: no deadline.
+    pub deadline: Option<tokio::time::Instant>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The consent categories the destination requires.
@@ -125,7 +128,14 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
             }
         };
         first_failed_at.get_or_insert_with(crate::clock::now_rfc3339);
-        if failure.class == FailureClass::Permanent || attempts >= context.retry.max_attempts() {
+        let delay = context.retry.delay(attempts, failure.retry_after, &mut rng);
+        let out_of_time = context
+            .deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() + delay >= deadline);
+        if failure.class == FailureClass::Permanent
+            || attempts >= context.retry.max_attempts()
+            || out_of_time
+        {
             dead_letter(
                 &context,
                 &retry,
@@ -137,7 +147,6 @@ pub async fn run(context: Arc<JobContext>, events: Vec<OutgoingEvent>) -> JobOut
             .await;
             return outcome;
         }
-        let delay = context.retry.delay(attempts, failure.retry_after, &mut rng);
         tracing::debug!(
             message = "delivery failed, retrying",
             destination = %context.destination,
@@ -202,14 +211,9 @@ async fn dead_letter(
         now,
     );
     loop {
-        let dlq = context.dlq.clone();
-        let message = message.clone();
-        match tokio::task::spawn_blocking(move || dlq.push(&message)).await {
-            Ok(Ok(_)) => break,
-            Ok(Err(error)) => {
-                tracing::error!(message = "cannot write to the DLQ; retrying", %error)
-            }
-            Err(error) => tracing::error!(message = "DLQ writer task failed; retrying", %error),
+        match context.dlq.write(&message).await {
+            Ok(()) => break,
+            Err(error) => tracing::error!(message = "cannot write to the DLQ; retrying", %error),
         }
         tokio::time::sleep(DLQ_RETRY_DELAY).await;
     }

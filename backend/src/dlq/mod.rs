@@ -19,3 +19,33 @@ pub mod redrive;
 
 pub use local::{DeadLetterQueue, DlqError, ListedMessage, StoredMessage, UnreadableMessage};
 pub use message::{DeadLetterError, DeadLetterMessage};
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future [`DeadLetterSink::write`] returns.
+pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Where a delivery job writes the batches it gives up on: the local DLQ, or an SQS queue in
+/// AWS mode (`crate::aws::SqsDeadLetterQueue`, feature `aws`).
+pub trait DeadLetterSink: Send + Sync {
+    /// Stores `message` durably.
+    ///
+    /// # Errors
+    /// What failed, for a log line (the job tries again).
+    fn write<'a>(&'a self, message: &'a DeadLetterMessage) -> WriteFuture<'a>;
+}
+
+impl DeadLetterSink for DeadLetterQueue {
+    fn write<'a>(&'a self, message: &'a DeadLetterMessage) -> WriteFuture<'a> {
+        let dlq = self.clone();
+        let message = message.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || dlq.push(&message)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(error) => Err(format!("the DLQ writer task failed: {error}")),
+            }
+        })
+    }
+}

@@ -188,7 +188,7 @@ pub async fn redrive(
 }
 
 /// One attempt per batch; returns the events not delivered and the last failure.
-async fn deliver_once(
+pub async fn deliver_once(
     target: &RedriveTarget,
     events: &[OutgoingEvent],
 ) -> (Vec<OutgoingEvent>, Option<Failure>) {

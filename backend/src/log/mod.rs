@@ -97,6 +97,9 @@ pub enum LogError {
     /// The writer has stopped (shutting down).
     #[error("the event log is closed")]
     Closed,
+    /// AWS mode: the Kinesis stream did not take every event in time.
+    #[error("the event stream is unavailable: {0}")]
+    Stream(String),
 }
 
 impl LogError {

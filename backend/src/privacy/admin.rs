@@ -145,7 +145,7 @@ async fn suppressions(State(state): State<Arc<AdminState>>, headers: HeaderMap) 
     if let Some(reason) = denial(&state.access, &headers, None) {
         return denied(&reason);
     }
-    match state.requests.list() {
+    match state.requests.list().await {
         Ok(list) => axum::Json(list).into_response(),
         Err(error) => failure(&error),
     }

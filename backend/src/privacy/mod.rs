@@ -4,6 +4,7 @@
 //! - [`ip`]: `context.ip` from the socket or trusted proxies, and `ip_mode`.
 //! - [`consent`]: `context.consent` against a destination's `requires_consent`.
 //! - [`suppression`]: the suppression list (`suppressions.json`), shared with AWS mode.
+//! - [`store`]: where the list is kept (the data dir's file, or AWS mode's S3 object).
 //! - [`audit`]: the audit trail of requests (`privacy-requests.jsonl`).
 //! - [`requests`]: deleting, suppressing and unsuppressing, as the CLI and the admin API do it.
 //! - [`admin`]: the admin HTTP endpoints (`/v1/privacy/…`).
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod consent;
 pub mod ip;
 pub mod requests;
+pub mod store;
 pub mod suppression;
 
 use std::path::Path;
@@ -27,6 +29,7 @@ pub use audit::{Action, AuditTrail, ErasureReport, RequestRecord, StoreOutcome};
 pub use consent::ConsentRequirement;
 pub use ip::{IpMode, TrustedProxies};
 pub use requests::PrivacyRequests;
+pub use store::{ListChange, SuppressionStore};
 pub use suppression::{
     LiveSuppressions, Subject, SubjectSet, SuppressionFile, SuppressionIndex, SuppressionList,
 };

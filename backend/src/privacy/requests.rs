@@ -6,6 +6,11 @@
 //! then on; after `settle` (for a `serve` in another process to notice the file) the subjects'
 //! events are removed from the log, from DLQ messages and from every destination that can
 //! delete; the request and what each store did are appended to the audit trail.
+//!
+//! The list is the data dir's file, or another [`SuppressionStore`] (AWS mode's S3 object, with
+//! [`PrivacyRequests::with_remote_list`]); there the log and the DLQ are a Kinesis stream and SQS
+//! queues, which cannot be edited: the router drops the subjects' events still in the stream
+//! (the `deleted` entry), and `dlq … --queue … redrive` leaves them out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use tributary_core::envelope::{EventId, MAX_ANONYMOUS_ID_CHARS, MAX_USER_ID_CHAR
 
 use super::PrivacyError;
 use super::audit::{Action, AuditTrail, ErasureReport, RequestRecord, StoreOutcome};
+use super::store::{ListChange, SuppressionStore};
 use super::suppression::{
     Deletion, LiveSuppressions, Subject, SubjectSet, SuppressionFile, SuppressionList,
 };
@@ -39,7 +45,8 @@ pub enum ErasureTarget {
 /// Carries out privacy requests against one data dir and its destinations.
 pub struct PrivacyRequests {
     data_dir: PathBuf,
-    file: SuppressionFile,
+    store: Arc<dyn SuppressionStore>,
+    local_stores: bool,
     live: Option<Arc<LiveSuppressions>>,
     audit: AuditTrail,
     targets: BTreeMap<String, ErasureTarget>,
@@ -58,7 +65,8 @@ impl PrivacyRequests {
     ) -> Self {
         Self {
             data_dir: data_dir.to_path_buf(),
-            file: SuppressionFile::in_data_dir(data_dir),
+            store: Arc::new(SuppressionFile::in_data_dir(data_dir)),
+            local_stores: true,
             live,
             audit: AuditTrail::in_data_dir(data_dir),
             targets,
@@ -85,12 +93,27 @@ impl PrivacyRequests {
             .collect()
     }
 
+    /// Requests whose list is kept in `store` (AWS mode's S3 object) instead of the data dir:
+    /// deletions then leave the data dir's log and DLQ alone (AWS mode has neither) and clean
+    /// only the destinations; the audit trail stays in the data dir.
+    #[must_use]
+    pub fn with_remote_list(mut self, store: Arc<dyn SuppressionStore>) -> Self {
+        self.store = store;
+        self.local_stores = false;
+        self
+    }
+
+    /// Where the list is kept.
+    pub fn list_location(&self) -> String {
+        self.store.location()
+    }
+
     /// The suppression list now.
     ///
     /// # Errors
-    /// When the file cannot be read.
-    pub fn list(&self) -> Result<SuppressionList, PrivacyError> {
-        self.file.load()
+    /// When the list cannot be read.
+    pub async fn list(&self) -> Result<SuppressionList, PrivacyError> {
+        self.store.load().await
     }
 
     /// The audit trail, oldest first.
@@ -120,18 +143,18 @@ impl PrivacyRequests {
             let subjects = subjects.clone();
             let reason = reason.clone();
             let id = id.clone();
-            self.update_list(move |list| {
-                for subject in subjects {
+            self.update_list(Arc::new(move |list: &mut SuppressionList| {
+                for subject in &subjects {
                     if suppress {
                         list.suppress(subject.clone(), requested_at, reason.clone());
                     }
                     list.deleted.push(Deletion {
-                        subject,
+                        subject: subject.clone(),
                         received_before: requested_at,
                         request: Some(id.clone()),
                     });
                 }
-            })
+            }))
             .await?
         };
         if let Some(live) = &self.live {
@@ -195,18 +218,18 @@ impl PrivacyRequests {
         let list = {
             let subjects = subjects.clone();
             let reason = reason.clone();
-            self.update_list(move |list| {
-                for subject in subjects {
+            self.update_list(Arc::new(move |list: &mut SuppressionList| {
+                for subject in &subjects {
                     match action {
                         Action::Unsuppress => {
-                            list.unsuppress(&subject);
+                            list.unsuppress(subject);
                         }
                         _ => {
-                            list.suppress(subject, requested_at, reason.clone());
+                            list.suppress(subject.clone(), requested_at, reason.clone());
                         }
                     }
                 }
-            })
+            }))
             .await?
         };
         if let Some(live) = &self.live {
@@ -226,14 +249,8 @@ impl PrivacyRequests {
         Ok(record)
     }
 
-    async fn update_list(
-        &self,
-        change: impl FnOnce(&mut SuppressionList) + Send + 'static,
-    ) -> Result<SuppressionList, PrivacyError> {
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.update(change).map(|((), list)| list))
-            .await
-            .map_err(|error| PrivacyError::Invalid(format!("the list task failed: {error}")))?
+    async fn update_list(&self, change: ListChange) -> Result<SuppressionList, PrivacyError> {
+        self.store.update(change).await
     }
 
     async fn record(&self, record: &RequestRecord) -> Result<(), PrivacyError> {
@@ -247,6 +264,30 @@ impl PrivacyRequests {
     /// Removes the subjects' events from the log, the DLQ and every destination.
     async fn erase(&self, subjects: &SubjectSet) -> ErasureReport {
         let mut report = ErasureReport::default();
+        if self.local_stores {
+            self.erase_log_and_dlq(subjects, &mut report).await;
+        }
+        for (name, target) in &self.targets {
+            let outcome = match target {
+                ErasureTarget::Connector(connector) => match connector.erase(subjects).await {
+                    Erasure::Erased(events) => StoreOutcome::Erased { events },
+                    Erasure::Unsupported(reason) => StoreOutcome::Unsupported { reason },
+                    Erasure::Failed(error) => StoreOutcome::Failed { error },
+                },
+                ErasureTarget::Elsewhere(reason) => StoreOutcome::Unsupported {
+                    reason: reason.clone(),
+                },
+                ErasureTarget::Unavailable(error) => StoreOutcome::Failed {
+                    error: error.clone(),
+                },
+            };
+            report.destinations.insert(name.clone(), outcome);
+        }
+        report
+    }
+
+    /// Removes the subjects' events from the data dir's log and DLQ.
+    async fn erase_log_and_dlq(&self, subjects: &SubjectSet, report: &mut ErasureReport) {
         let data_dir = self.data_dir.clone();
         let set = subjects.clone();
         let local = tokio::task::spawn_blocking(move || {
@@ -279,23 +320,6 @@ impl PrivacyRequests {
                 .errors
                 .push(format!("the log and DLQ task failed: {error}")),
         }
-        for (name, target) in &self.targets {
-            let outcome = match target {
-                ErasureTarget::Connector(connector) => match connector.erase(subjects).await {
-                    Erasure::Erased(events) => StoreOutcome::Erased { events },
-                    Erasure::Unsupported(reason) => StoreOutcome::Unsupported { reason },
-                    Erasure::Failed(error) => StoreOutcome::Failed { error },
-                },
-                ErasureTarget::Elsewhere(reason) => StoreOutcome::Unsupported {
-                    reason: reason.clone(),
-                },
-                ErasureTarget::Unavailable(error) => StoreOutcome::Failed {
-                    error: error.clone(),
-                },
-            };
-            report.destinations.insert(name.clone(), outcome);
-        }
-        report
     }
 }
 

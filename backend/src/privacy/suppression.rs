@@ -416,6 +416,14 @@ impl LiveSuppressions {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = self.file.stamp();
     }
 
+    /// Replaces the lookup with `index` (a list read from elsewhere: AWS mode's S3 object).
+    pub fn set_index(&self, index: Arc<SuppressionIndex>) {
+        *self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = index;
+    }
+
     /// Reloads the file when it changed since the last look (blocking: a `stat`, and a read
     /// when it changed). A file that does not parse keeps the previous list in force.
     ///

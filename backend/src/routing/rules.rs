@@ -149,6 +149,14 @@ impl RoutingRules {
         &self.rules
     }
 
+    /// The `destination_arn` of the first rule naming `destination` (AWS mode sends there).
+    pub fn destination_arn(&self, destination: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|rule| rule.destination_name == destination)
+            .map(|rule| rule.destination_arn.as_str())
+    }
+
     /// Every destination named by a rule, in first-rule order.
     pub fn destination_names(&self) -> &[String] {
         &self.destinations

@@ -1,0 +1,184 @@
+//! The ingest function: `lambda_http` around the same axum router as local mode, writing to
+//! Kinesis ([`super::kinesis_sink`]). Behind API Gateway (REST API, every body passed as binary
+//! so gzip arrives intact) or a function URL.
+//!
+//! Write keys come from an SSM parameter (`TRIBUTARY_WRITE_KEYS_PARAMETER`, read once per cold
+//! start) or from `TRIBUTARY_WRITE_KEYS`; never from code.
+//!
+//! There is no socket behind API Gateway: the client's address for `context.ip` is the request
+//! context's `sourceIp` (REST API `identity.sourceIp`, HTTP API / function URL
+//! `http.sourceIp`), passed to the ingest as a [`ClientAddress`] extension; `X-Forwarded-For`
+//! is not read (API Gateway computes `sourceIp` itself). `TRIBUTARY_IP_MODE` sets how much of it
+//! is kept (`anonymize` by default).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+
+use super::kinesis_sink::KinesisSink;
+use super::settings::{self, AwsError};
+use crate::ingest::{ClientAddress, EventSink, IngestState, RateLimiter, WriteKeys};
+use crate::ops::metrics::Metrics;
+use crate::privacy::{IngestPrivacy, IpMode};
+
+/// What the ingest function is built from.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Keys that may send.
+    pub write_keys: Vec<String>,
+    /// Origins allowed by CORS.
+    pub allowed_origins: Vec<String>,
+    /// Events per second per key and instance; 0 = unlimited.
+    pub rate_limit_per_key: u32,
+    /// How much of the client's address `context.ip` keeps.
+    pub ip_mode: IpMode,
+}
+
+/// The ingest routes (`POST /v1/batch`, `POST /v1/event`, `GET /healthz`) over `sink`.
+pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
+    let state = Arc::new(IngestState {
+        sink,
+        write_keys: WriteKeys::new(settings.write_keys.clone()),
+        rate_limiter: (settings.rate_limit_per_key > 0)
+            .then(|| RateLimiter::new(settings.rate_limit_per_key)),
+        metrics: Arc::new(Metrics::new()),
+        rules: None,
+        privacy: IngestPrivacy {
+            ip_mode: settings.ip_mode,
+            ..IngestPrivacy::default()
+        },
+    });
+    crate::ingest::router(state, &settings.allowed_origins).route(
+        "/healthz",
+        get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+    )
+}
+
+/// The ingest as Lambda serves it: [`router`] behind [`from_api_gateway`].
+pub type LambdaIngest =
+    tower::util::MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
+
+/// Wraps the router for `lambda_http::run`.
+pub fn lambda_service(router: Router) -> LambdaIngest {
+    tower::util::MapRequest::new(router, from_api_gateway as fn(_) -> _)
+}
+
+/// What the ingest needs from an API Gateway request: the path without the stage
+/// ([`without_stage`]) and the client's address ([`with_client_address`]).
+pub fn from_api_gateway(request: lambda_http::Request) -> lambda_http::Request {
+    with_client_address(without_stage(request))
+}
+
+/// Sets the [`ClientAddress`] extension from the request context's source IP (REST API:
+/// `identity.sourceIp`; HTTP API and function URLs: `http.sourceIp`). A request without one, or
+/// with one that is not an address (API Gateway's test console sends `test-invoke-source-ip`),
+/// gets none, and its events no `context.ip` from the connection.
+pub fn with_client_address(mut request: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(address) = source_ip.and_then(|text| text.trim().parse().ok()) {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
+    request
+}
+
+/// Routes on the path API Gateway received, without the stage name `lambda_http` puts in front
+/// of it (unless `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set), so the routes are the same
+/// whatever the stage is called.
+pub fn without_stage(mut request: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    let raw = request.raw_http_path().to_owned();
+    if raw.starts_with('/') && raw != request.uri().path() {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{raw}?{query}"),
+            None => raw,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(path_and_query) = path_and_query.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+/// Reads the settings from the environment (and the write keys from SSM when a parameter is
+/// named) and builds the router, with a Kinesis sink.
+///
+/// # Errors
+/// [`AwsError::Config`] for a missing or unusable setting, [`AwsError::Call`] when the SSM
+/// parameter cannot be read.
+pub async fn router_from_env(sdk_config: &aws_config::SdkConfig) -> Result<LambdaIngest, AwsError> {
+    let stream = settings::required(settings::STREAM_ENV)?;
+    let write_keys = match settings::optional(settings::WRITE_KEYS_PARAMETER_ENV) {
+        Some(parameter) => write_keys_from_ssm(sdk_config, &parameter).await?,
+        None => settings::list(&settings::required(settings::WRITE_KEYS_ENV).map_err(|_| {
+            AwsError::Config(format!(
+                "neither {} nor {} is set: the ingest has no write keys",
+                settings::WRITE_KEYS_PARAMETER_ENV,
+                settings::WRITE_KEYS_ENV
+            ))
+        })?),
+    };
+    if write_keys.is_empty() {
+        return Err(AwsError::Config("the write key list is empty".into()));
+    }
+    let allowed_origins = settings::list(
+        &settings::optional(settings::ALLOWED_ORIGINS_ENV).unwrap_or_else(|| "*".into()),
+    );
+    let rate_limit_per_key = u32::try_from(settings::number(settings::RATE_LIMIT_ENV, 0)?)
+        .map_err(|_| AwsError::Config(format!("{} is too large", settings::RATE_LIMIT_ENV)))?;
+    let ip_mode = match settings::optional(settings::IP_MODE_ENV) {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|message| AwsError::Config(format!("{}: {message}", settings::IP_MODE_ENV)))?,
+        None => IpMode::default(),
+    };
+    let put_timeout = Duration::from_millis(settings::number(settings::PUT_TIMEOUT_ENV, 7_000)?);
+    if put_timeout.is_zero() {
+        return Err(AwsError::Config(format!(
+            "{} must be above 0",
+            settings::PUT_TIMEOUT_ENV
+        )));
+    }
+    let sink = KinesisSink::new(sdk_config, &stream, put_timeout)
+        .await
+        .map_err(|error| AwsError::Config(format!("the Kinesis producer: {error}")))?;
+    Ok(lambda_service(router(
+        Arc::new(sink),
+        &IngestSettings {
+            write_keys,
+            allowed_origins,
+            rate_limit_per_key,
+            ip_mode,
+        },
+    )))
+}
+
+async fn write_keys_from_ssm(
+    sdk_config: &aws_config::SdkConfig,
+    parameter: &str,
+) -> Result<Vec<String>, AwsError> {
+    let output = aws_sdk_ssm::Client::new(sdk_config)
+        .get_parameter()
+        .name(parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|error| settings::call_error("ssm GetParameter", &error))?;
+    let value = output
+        .parameter()
+        .and_then(|parameter| parameter.value())
+        .unwrap_or_default();
+    Ok(settings::list(value))
+}
