@@ -151,6 +151,7 @@ impl LocalPipeline {
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 suppressions: suppressions.clone(),
             },
+            body_timeout: config.server.body_timeout,
         });
         let erasure_targets = config
             .destinations

@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub admin_token_env: String,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs or addresses).
     pub trusted_proxies: TrustedProxies,
+    /// How long a request body may take to arrive in full (a slow sender gets `408`).
+    pub body_timeout: Duration,
 }
 
 /// `[storage]`: the durable log and the DLQ.
@@ -175,6 +177,7 @@ struct RawServer {
     rate_limit_per_key: u32,
     admin_token_env: String,
     trusted_proxies: Vec<String>,
+    body_timeout: String,
 }
 
 impl Default for RawServer {
@@ -186,6 +189,7 @@ impl Default for RawServer {
             rate_limit_per_key: 0,
             admin_token_env: "TRIBUTARY_ADMIN_TOKEN".into(),
             trusted_proxies: Vec::new(),
+            body_timeout: "30s".into(),
         }
     }
 }
@@ -296,6 +300,18 @@ impl Config {
             admin_token_env: raw.server.admin_token_env,
             trusted_proxies: TrustedProxies::parse(&raw.server.trusted_proxies)
                 .map_err(|message| invalid("server.trusted_proxies", message))?,
+            body_timeout: parse_duration(&raw.server.body_timeout)
+                .ok()
+                .filter(|timeout| !timeout.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "server.body_timeout",
+                        format!(
+                            "{:?} is not a positive duration such as \"30s\"",
+                            raw.server.body_timeout
+                        ),
+                    )
+                })?,
         };
         let privacy = PrivacyConfig {
             ip_mode: raw

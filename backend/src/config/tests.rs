@@ -342,3 +342,27 @@ requires_consent = ["analytics", "marketing"]
         assert!(error.contains(expected), "{text}: {error}");
     }
 }
+
+#[test]
+fn body_timeout_defaults_to_30_s_and_must_be_positive() {
+    let config = Config::parse(
+        DEFAULT_CONFIG,
+        ConfigSource::BuiltIn(PathBuf::from("/work")),
+    )
+    .unwrap();
+    assert_eq!(config.server.body_timeout, Duration::from_secs(30));
+    let config = Config::parse("[server]\nbody_timeout = \"2s\"\n", file_source()).unwrap();
+    assert_eq!(config.server.body_timeout, Duration::from_secs(2));
+    for value in ["0s", "soon"] {
+        let error = Config::parse(
+            &format!("[server]\nbody_timeout = \"{value}\"\n"),
+            file_source(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("server.body_timeout") && error.contains("positive duration"),
+            "{error}"
+        );
+    }
+}

@@ -73,6 +73,18 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned())
     }
 
+    /// `408`: the body did not arrive in full within `timeout` (a slow or stalled sender).
+    pub fn body_timeout(timeout: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s: send it faster, or in smaller batches",
+                timeout.as_secs_f64()
+            ),
+        )
+    }
+
     /// `413`: the body is over the limit.
     pub fn body_too_large(limit: usize) -> Self {
         Self::new(
