@@ -282,3 +282,125 @@ async fn a_log_overwritten_in_the_middle_is_reported_and_the_rest_delivered() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_answers_503_then_recovers_without_damage() {
+    // SQLite's max_page_count as the disk quota: 1 MiB of log; delivered records expire after
+    // 1 s, and a refused append sweeps at once (at most once a second).
+    let config = common::config_with("").replace(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nmax_log_bytes = 1048576\nretention = \"1s\"\ndedup_window = \"1s\"",
+    );
+    let mut server = Server::start(&config, &common::sample_rules());
+    let client = reqwest::Client::new();
+    let mut accepted: Vec<String> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    let mut sent = 0;
+    let mut request = 0;
+    let mut post = async |accepted: &mut Vec<String>, refused: &mut Vec<String>| {
+        let ids: Vec<String> = (0..40).map(|n| format!("full-{request}-{n}")).collect();
+        request += 1;
+        let events: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "name": "login", "data": {"pad": "y".repeat(500)}}))
+            .collect();
+        sent += ids.len();
+        let response = client
+            .post(server.url("/v1/batch"))
+            .bearer_auth(WRITE_KEY)
+            .body(batch(&events))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => {
+                accepted.extend(ids);
+                true
+            }
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                refused.extend(ids);
+                false
+            }
+            other => panic!("unexpected {other}"),
+        }
+    };
+    // Fill it, faster than retention can free space.
+    let mut fills = 0;
+    let mut recoveries = 0;
+    for _ in 0..3 {
+        let mut filled = false;
+        for _ in 0..400 {
+            if !post(&mut accepted, &mut refused).await {
+                filled = true;
+                break;
+            }
+        }
+        assert!(filled, "the log filled");
+        fills += 1;
+        // Clients retry: the ingest takes events again once delivered records expire.
+        let mut recovered = false;
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if post(&mut accepted, &mut refused).await {
+                recovered = true;
+                break;
+            }
+        }
+        assert!(recovered, "the ingest took events again without a restart");
+        recoveries += 1;
+    }
+    let accepted_set: HashSet<String> = accepted.iter().cloned().collect();
+    eventually(
+        Duration::from_secs(60),
+        "every accepted event archived",
+        || {
+            let archived: HashSet<String> = server
+                .jsonl("data/archive.jsonl")
+                .iter()
+                .map(|event| event["id"].as_str().unwrap().to_owned())
+                .collect();
+            accepted_set.is_subset(&archived)
+        },
+    )
+    .await;
+    assert!(server.stop().success());
+    let check: String = rusqlite::Connection::open(server.path("data/log.db"))
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok", "the log is intact");
+    server.restart();
+    assert!(
+        !server.log().contains("the event log was damaged"),
+        "{}",
+        server.log()
+    );
+    let archive = server.jsonl("data/archive.jsonl");
+    let archived: Vec<String> = archive
+        .iter()
+        .map(|event| event["id"].as_str().unwrap().to_owned())
+        .collect();
+    let archived_set: HashSet<String> = archived.iter().cloned().collect();
+    let warehouse: HashSet<String> = server.warehouse_ids().into_iter().collect();
+    let lost = accepted_set.difference(&archived_set).count();
+    let refused_stored = refused
+        .iter()
+        .filter(|id| archived_set.contains(*id) || warehouse.contains(*id))
+        .count();
+    println!(
+        "fault: log full (max_log_bytes 1 MiB, 3 fills): sent {sent}, accepted {}, refused with 503 {}, delivered {} (archive; warehouse {}), dead-lettered 0, lost {lost}; {fills} fills, {recoveries} recoveries without restart, integrity_check ok",
+        accepted_set.len(),
+        refused.len(),
+        archived_set.len(),
+        warehouse.len()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(refused_stored, 0, "a refused request stored nothing");
+    assert_eq!(
+        archived.len(),
+        archived_set.len(),
+        "no duplicates without a crash"
+    );
+    assert!(accepted_set.is_subset(&warehouse));
+}

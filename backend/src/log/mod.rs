@@ -129,6 +129,7 @@ pub struct EventLog {
     path: PathBuf,
     writer: LogWriter,
     appended: watch::Receiver<u64>,
+    full: Arc<tokio::sync::Notify>,
 }
 
 impl EventLog {
@@ -167,6 +168,7 @@ impl EventLog {
             path,
             writer,
             appended,
+            full: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -176,7 +178,17 @@ impl EventLog {
     /// [`LogError::Full`] when out of space, [`LogError::Storage`] on I/O failure,
     /// [`LogError::Closed`] after shutdown. Nothing of the request is stored then.
     pub async fn append(&self, events: Vec<IncomingEvent>) -> Result<AppendOutcome, LogError> {
-        self.writer.append(events).await
+        let outcome = self.writer.append(events).await;
+        if matches!(outcome, Err(LogError::Full(_))) {
+            self.full.notify_one();
+        }
+        outcome
+    }
+
+    /// Signalled when an append is refused because the log is full (maintenance then sweeps
+    /// at once instead of at its next interval).
+    pub fn full_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.full.clone()
     }
 
     /// A new reader with its own connection.
