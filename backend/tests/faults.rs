@@ -244,16 +244,22 @@ async fn damaged_log_run(label: &str, damage: impl FnOnce(&std::path::Path)) {
         after.iter().all(|id| receiver.delivered().contains(id))
     })
     .await;
-    println!(
-        "fault: log {label}: sent {sent}, accepted {}, kept {kept} ({}), delivered {}, dead-lettered {}, lost to the damage {}, lost among kept 0; {report}",
-        accepted.len(),
+    let reported = |name: &str| {
         report
             .split_whitespace()
-            .find(|part| part.starts_with("unreadable_offsets="))
-            .unwrap_or("unreadable_offsets=?"),
+            .find(|part| part.starts_with(&format!("{name}=")))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    println!(
+        "fault: log {label}: sent {sent}, accepted {}, kept {kept}, delivered {}, dead-lettered {}, lost to the damage {}, lost among kept 0 (reported: {} {} {})",
+        accepted.len(),
         delivered.len(),
         dead_lettered(&server),
-        accepted.len() - kept
+        accepted.len() - kept,
+        reported("unreadable_offsets"),
+        reported("unreadable_tail"),
+        reported("offsets_kept"),
     );
 }
 
