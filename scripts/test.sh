@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, every crate's tests, the wasm32 build of sdk-core,
 # the docs, README's first command (scripts/demo.sh --check), the status page in headless
 # Chromium (scripts/test-browser.sh) and Segment's analytics-node against `tributary serve`
-# (scripts/test-segment.sh). README.md gives this command; .ci/run runs exactly this.
+# (scripts/test-segment.sh), and the reliability report (scripts/reliability.sh). README.md gives
+# this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,5 +57,10 @@ stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-brow
 # call type to `tributary serve` and the test finds the mapped envelopes in the warehouse
 # (installs node and the npm packages of tests/segment when missing).
 stage "Segment's analytics-node against serve (scripts/test-segment.sh)" bash scripts/test-segment.sh
+# Reliability (issue 10): the fault, hostile-client and security tests and the conformance
+# scenarios, each printing its counts (sent / accepted / delivered / dead-lettered / lost,
+# answers, peak memory) for docs/RELIABILITY.md. They already passed in "cargo test"; this stage
+# reruns only them with their output shown (about a minute, the builds being done).
+stage "reliability report (scripts/reliability.sh)" bash scripts/reliability.sh
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

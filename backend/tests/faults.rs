@@ -178,7 +178,9 @@ async fn a_destination_down_for_a_stretch_loses_nothing() {
 }
 
 /// Runs serve with the destination down, stops it with every record undelivered, damages
-/// log.db with `damage`, restarts with the destination up; returns the report line's counts.
+/// log.db with `damage`, restarts with the destination up, and checks that exactly the kept
+/// records are delivered; prints the report line (the counts) like the tests do.
+#[allow(clippy::print_stdout)]
 async fn damaged_log_run(label: &str, damage: impl FnOnce(&std::path::Path)) {
     let (receiver, url) = Receiver::start().await;
     receiver.down.store(true, Ordering::SeqCst);

@@ -1,0 +1,11 @@
+//! The routing rules parser on arbitrary bytes (see `checks.rs`).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = checks::check_rules(data);
+});
