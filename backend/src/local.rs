@@ -218,15 +218,10 @@ impl LocalPipeline {
 
         let server_shutdown = shutdown.clone();
         let server_log = log.clone();
+        let header_timeout = config.server.header_timeout;
         tasks.spawn(async move {
-            let server = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(server_shutdown.clone().cancelled_owned());
-            if let Err(error) = server.await {
-                tracing::error!(message = "HTTP server failed", %error);
-            }
+            crate::http_listener::serve(listener, app, header_timeout, server_shutdown.clone())
+                .await;
             // The listener is closed: stop the workers, then the log.
             server_shutdown.cancel();
             while workers.join_next().await.is_some() {}

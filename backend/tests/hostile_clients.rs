@@ -1,5 +1,5 @@
 //! Hostile clients against a real `tributary serve` over raw TCP: 100 MiB bodies (announced and
-//! chunked), slowloris bodies, deeply nested JSON, invalid UTF-8, huge headers. Each gets a
+//! chunked), slowloris bodies and headers, deeply nested JSON, invalid UTF-8, huge headers. Each gets a
 //! clear `4xx`, the server's peak memory (`VmHWM`) stays bounded, and other clients are served
 //! meanwhile. Each test prints one `hostile:` line with its counts (docs/RELIABILITY.md).
 
@@ -15,11 +15,11 @@ use tokio::net::TcpStream;
 /// Far above serve's own footprint, far below what buffering any hostile body would take.
 const PEAK_MEMORY_BOUND_KIB: u64 = 128 * 1024;
 
-/// A server whose bodies must arrive within 2 s.
+/// A server whose request heads and bodies must each arrive within 2 s.
 fn server() -> Server {
     let config = config_with("").replace(
         "write_keys = [\"test-key\"]",
-        "write_keys = [\"test-key\"]\nbody_timeout = \"2s\"",
+        "write_keys = [\"test-key\"]\nbody_timeout = \"2s\"\nheader_timeout = \"2s\"",
     );
     Server::start(&config, &sample_rules())
 }
@@ -221,6 +221,72 @@ async fn slowloris_bodies_get_408_while_others_are_served() {
         still_waiting, SLOW_CLIENTS,
         "the others were served while every slow client still held its connection"
     );
+    assert!(peak < PEAK_MEMORY_BOUND_KIB, "{peak} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slowloris_headers_are_disconnected_while_others_are_served() {
+    let server = server();
+    const SLOW_CLIENTS: usize = 50;
+    let mut slow = Vec::new();
+    for _ in 0..SLOW_CLIENTS {
+        let address = server.address.clone();
+        slow.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(&address).await.unwrap();
+            let (mut reader, mut writer) = stream.into_split();
+            let closed = tokio::spawn(async move {
+                let mut buffer = [0u8; 1024];
+                // The server says nothing and closes (0 bytes or a reset).
+                matches!(reader.read(&mut buffer).await, Ok(0) | Err(_))
+            });
+            writer
+                .write_all(b"POST /v1/batch HTTP/1.1\r\nHost: localhost\r\n")
+                .await
+                .unwrap();
+            // A new header line every 100 ms, never the blank line that ends the head: a
+            // minute of this without a timeout.
+            let mut lines = 0;
+            while !closed.is_finished() && lines < 600 {
+                if writer
+                    .write_all(format!("X-Slow-{lines}: a\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                lines += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (closed.await.unwrap(), lines)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut served = 0;
+    for round in 0..20 {
+        let events =
+            [json!({"id": format!("beside-slow-head-{round}"), "name": "login", "data": {}})];
+        let response = post(&server.url("/v1/batch"), batch(&events)).await;
+        assert_eq!(response.status(), 200);
+        served += 1;
+    }
+    let still_waiting = slow.iter().filter(|client| !client.is_finished()).count();
+    let mut disconnected = 0;
+    let mut most_lines = 0;
+    for client in slow {
+        let (closed, lines) = client.await.unwrap();
+        assert!(closed, "the server closed the connection");
+        assert!(
+            lines < 600,
+            "disconnected long before a minute of header lines"
+        );
+        most_lines = most_lines.max(lines);
+        disconnected += 1;
+    }
+    let peak = server.peak_memory_kib();
+    println!(
+        "hostile: {SLOW_CLIENTS} slowloris heads (a header line / 100 ms): {disconnected} disconnected after header_timeout = 2s (at most {most_lines} lines sent); {served} other requests served while {still_waiting} were still trickling; serve VmHWM {peak} KiB"
+    );
+    assert_eq!(still_waiting, SLOW_CLIENTS);
     assert!(peak < PEAK_MEMORY_BOUND_KIB, "{peak} KiB");
 }
 

@@ -344,25 +344,25 @@ requires_consent = ["analytics", "marketing"]
 }
 
 #[test]
-fn body_timeout_defaults_to_30_s_and_must_be_positive() {
+fn body_and_header_timeouts_have_defaults_and_must_be_positive() {
     let config = Config::parse(
         DEFAULT_CONFIG,
         ConfigSource::BuiltIn(PathBuf::from("/work")),
     )
     .unwrap();
     assert_eq!(config.server.body_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.header_timeout, Duration::from_secs(10));
     let config = Config::parse("[server]\nbody_timeout = \"2s\"\n", file_source()).unwrap();
     assert_eq!(config.server.body_timeout, Duration::from_secs(2));
-    for value in ["0s", "soon"] {
-        let error = Config::parse(
-            &format!("[server]\nbody_timeout = \"{value}\"\n"),
-            file_source(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            error.contains("server.body_timeout") && error.contains("positive duration"),
-            "{error}"
-        );
+    for key in ["body_timeout", "header_timeout"] {
+        for value in ["0s", "soon"] {
+            let error = Config::parse(&format!("[server]\n{key} = \"{value}\"\n"), file_source())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("server.{key}")) && error.contains("positive duration"),
+                "{error}"
+            );
+        }
     }
 }
