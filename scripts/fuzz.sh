@@ -9,8 +9,8 @@
 #
 # New inputs libFuzzer finds go to <crate>/fuzz/corpus/<target>/.run/ (not committed); a crash
 # leaves its input in <crate>/fuzz/artifacts/<target>/: add it to the seed corpus with a name
-# that says what it is, and fix the code. To keep what a run found, minimize it into the seeds:
-#   cargo +nightly fuzz cmin TARGET corpus/TARGET/.run   (then move the files into the seeds)
+# that says what it is, and fix the code. To keep what a run found (in <crate>/fuzz):
+#   cargo +nightly fuzz cmin TARGET corpus/TARGET/.run && mv -n corpus/TARGET/.run/* corpus/TARGET/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-120}
