@@ -195,7 +195,12 @@ async fn slowloris_bodies_get_408_while_others_are_served() {
                 trickled += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            answer.await.unwrap()
+            // No answer soon after a minute of trickling: none (the test fails, not hangs).
+            tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -258,7 +263,11 @@ async fn slowloris_headers_are_disconnected_while_others_are_served() {
                 lines += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            (closed.await.unwrap(), lines)
+            // Still open after a minute of header lines: not closed (the test fails, not hangs).
+            let closed = tokio::time::timeout(Duration::from_secs(5), closed)
+                .await
+                .is_ok_and(|closed| closed.unwrap());
+            (closed, lines)
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -296,7 +305,10 @@ async fn send_raw(address: &str, head: &str, body: &[u8]) -> Option<RawResponse>
     let mut stream = TcpStream::connect(address).await.unwrap();
     stream.write_all(head.as_bytes()).await.ok()?;
     stream.write_all(body).await.ok()?;
-    read_response(&mut stream).await
+    tokio::time::timeout(Duration::from_secs(30), read_response(&mut stream))
+        .await
+        .ok()
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
