@@ -5,7 +5,8 @@
 # (scripts/test-segment.sh), the web SDK (scripts/test-web.sh), the mobile SDK's bindings
 # (scripts/check-swift.sh, scripts/test-mobile.sh) and AWS mode: the SAM template (cfn-lint and
 # its requirements test) and the Lambda binaries under cargo lambda watch
-# (scripts/test-lambda-watch.sh). README.md gives this command; .ci/run runs exactly this.
+# (scripts/test-lambda-watch.sh), and the reliability report (scripts/reliability.sh). README.md
+# gives this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,6 +73,11 @@ stage "status page in Chromium (scripts/test-browser.sh)" bash scripts/test-brow
 # call type to `tributary serve` and the test finds the mapped envelopes in the warehouse
 # (installs node and the npm packages of tests/segment when missing).
 stage "Segment's analytics-node against serve (scripts/test-segment.sh)" bash scripts/test-segment.sh
+# Reliability (issue 10): the fault, hostile-client and security tests and the conformance
+# scenarios, each printing its counts (sent / accepted / delivered / dead-lettered / lost,
+# answers, peak memory) for docs/RELIABILITY.md. They already passed in "cargo test"; this stage
+# reruns only them with their output shown (about a minute, the builds being done).
+stage "reliability report (scripts/reliability.sh)" bash scripts/reliability.sh
 
 # sdk-mobile (issue 7). The Swift files: the generated bindings, FFI header, module map and
 # Package.swift regenerated from the Rust library and compared with the checked-in ones, then

@@ -14,6 +14,7 @@
 //! - [`ops`]: `/healthz`, `/metrics`, the status page.
 //! - [`privacy`]: client addresses, consent, suppression, deletion, the audit trail.
 //! - [`local`]: local mode, everything in one process.
+//! - [`http_listener`]: local mode's HTTP server (connections, timeouts, graceful shutdown).
 //! - [`cli`]: the `tributary` command.
 //! - `aws` (feature `aws`): AWS mode's Lambda functions (ingest, router, connector).
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod dlq;
+pub mod http_listener;
 pub mod ingest;
 pub mod local;
 pub mod log;

@@ -39,6 +39,8 @@ use crate::{clock, connectors};
 const JOBS_PER_DESTINATION: usize = 4;
 /// How often retention runs.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// The least time between two sweeps asked for by a full log (each refused append asks).
+const FULL_SWEEP_SPACING: Duration = Duration::from_secs(1);
 /// How often the DLQ depth gauge is refreshed (the `dlq` commands change it from outside).
 const DLQ_DEPTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the suppression list file is checked for changes made by `tributary privacy`.
@@ -152,6 +154,7 @@ impl LocalPipeline {
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 suppressions: suppressions.clone(),
             },
+            body_timeout: config.server.body_timeout,
         });
         let erasure_targets = config
             .destinations
@@ -217,15 +220,10 @@ impl LocalPipeline {
 
         let server_shutdown = shutdown.clone();
         let server_log = log.clone();
+        let header_timeout = config.server.header_timeout;
         tasks.spawn(async move {
-            let server = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(server_shutdown.clone().cancelled_owned());
-            if let Err(error) = server.await {
-                tracing::error!(message = "HTTP server failed", %error);
-            }
+            crate::http_listener::serve(listener, app, header_timeout, server_shutdown.clone())
+                .await;
             // The listener is closed: stop the workers, then the log.
             server_shutdown.cancel();
             while workers.join_next().await.is_some() {}
@@ -308,6 +306,8 @@ async fn maintain(
 ) {
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut depth = tokio::time::interval(DLQ_DEPTH_INTERVAL);
+    let full = log.full_signal();
+    let mut last_sweep: Option<tokio::time::Instant> = None;
     let reader = match log.reader() {
         Ok(reader) => Arc::new(std::sync::Mutex::new(reader)),
         Err(error) => {
@@ -315,24 +315,51 @@ async fn maintain(
             return;
         }
     };
+    let run_sweep = |reason: &'static str| {
+        let reader = reader.clone();
+        let destinations = destinations.clone();
+        let options = options.clone();
+        async move {
+            let swept = tokio::task::spawn_blocking(move || {
+                let reader = reader
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                maintenance::sweep(
+                    &reader,
+                    &destinations,
+                    clock::now(),
+                    options.retention,
+                    options.dedup_window,
+                )
+            })
+            .await;
+            match swept {
+                Ok(Ok(outcome)) if outcome.records > 0 || outcome.ids > 0 => {
+                    tracing::info!(
+                        message = "retention sweep",
+                        reason,
+                        records = outcome.records,
+                        ids = outcome.ids
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(message = "retention sweep failed", %error),
+                Err(error) => tracing::warn!(message = "retention sweep task failed", %error),
+            }
+        }
+    };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = sweep.tick() => {
-                let reader = reader.clone();
-                let destinations = destinations.clone();
-                let options = options.clone();
-                let swept = tokio::task::spawn_blocking(move || {
-                    let reader = reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    maintenance::sweep(&reader, &destinations, clock::now(), options.retention, options.dedup_window)
-                }).await;
-                match swept {
-                    Ok(Ok(outcome)) if outcome.records > 0 || outcome.ids > 0 => {
-                        tracing::info!(message = "retention sweep", records = outcome.records, ids = outcome.ids);
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::warn!(message = "retention sweep failed", %error),
-                    Err(error) => tracing::warn!(message = "retention sweep task failed", %error),
+                run_sweep("interval").await;
+                last_sweep = Some(tokio::time::Instant::now());
+            }
+            () = full.notified() => {
+                // A full log frees space as soon as retention allows, not a minute later.
+                if last_sweep.is_none_or(|at| at.elapsed() >= FULL_SWEEP_SPACING) {
+                    run_sweep("the log is full").await;
+                    last_sweep = Some(tokio::time::Instant::now());
                 }
             }
             _ = depth.tick() => {

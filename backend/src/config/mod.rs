@@ -96,6 +96,10 @@ pub struct ServerConfig {
     pub admin_token_env: String,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs or addresses).
     pub trusted_proxies: TrustedProxies,
+    /// How long a request body may take to arrive in full (a slow sender gets `408`).
+    pub body_timeout: Duration,
+    /// How long a connection may take to send a request's head (else it is closed).
+    pub header_timeout: Duration,
 }
 
 /// `[storage]`: the durable log and the DLQ.
@@ -183,6 +187,8 @@ struct RawServer {
     rate_limit_per_key: u32,
     admin_token_env: String,
     trusted_proxies: Vec<String>,
+    body_timeout: String,
+    header_timeout: String,
 }
 
 impl Default for RawServer {
@@ -194,6 +200,8 @@ impl Default for RawServer {
             rate_limit_per_key: 0,
             admin_token_env: "TRIBUTARY_ADMIN_TOKEN".into(),
             trusted_proxies: Vec::new(),
+            body_timeout: "30s".into(),
+            header_timeout: "10s".into(),
         }
     }
 }
@@ -304,6 +312,10 @@ impl Config {
             admin_token_env: raw.server.admin_token_env,
             trusted_proxies: TrustedProxies::parse(&raw.server.trusted_proxies)
                 .map_err(|message| invalid("server.trusted_proxies", message))?,
+            body_timeout: positive_duration(&raw.server.body_timeout)
+                .map_err(|message| invalid("server.body_timeout", message))?,
+            header_timeout: positive_duration(&raw.server.header_timeout)
+                .map_err(|message| invalid("server.header_timeout", message))?,
         };
         let privacy = PrivacyConfig {
             ip_mode: raw
@@ -394,6 +406,14 @@ impl ConfigSource {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("{text:?} is not a duration such as \"7d\" or \"24h\" ({error})"))
+}
+
+/// A duration above zero (a timeout of zero would refuse everything).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a positive duration such as \"30s\""))
 }
 
 /// toml's messages span several lines (with a source excerpt); keep them whole but readable.

@@ -342,3 +342,27 @@ requires_consent = ["analytics", "marketing"]
         assert!(error.contains(expected), "{text}: {error}");
     }
 }
+
+#[test]
+fn body_and_header_timeouts_have_defaults_and_must_be_positive() {
+    let config = Config::parse(
+        DEFAULT_CONFIG,
+        ConfigSource::BuiltIn(PathBuf::from("/work")),
+    )
+    .unwrap();
+    assert_eq!(config.server.body_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.header_timeout, Duration::from_secs(10));
+    let config = Config::parse("[server]\nbody_timeout = \"2s\"\n", file_source()).unwrap();
+    assert_eq!(config.server.body_timeout, Duration::from_secs(2));
+    for key in ["body_timeout", "header_timeout"] {
+        for value in ["0s", "soon"] {
+            let error = Config::parse(&format!("[server]\n{key} = \"{value}\"\n"), file_source())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("server.{key}")) && error.contains("positive duration"),
+                "{error}"
+            );
+        }
+    }
+}

@@ -73,6 +73,18 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned())
     }
 
+    /// `408`: the body did not arrive in full within `timeout` (a slow or stalled sender).
+    pub fn body_timeout(timeout: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s: send it faster, or in smaller batches",
+                timeout.as_secs_f64()
+            ),
+        )
+    }
+
     /// `413`: the body is over the limit.
     pub fn body_too_large(limit: usize) -> Self {
         Self::new(
@@ -156,11 +168,35 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(retry_after) = self.retry_after {
-            let seconds = retry_after.as_secs().max(1);
+            // Rounded up: a client that waits exactly this long must find the wait over.
+            let seconds = retry_after
+                .as_secs()
+                .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+                .max(1);
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after_header(wait: Duration) -> String {
+        ApiError::rate_limited(wait).into_response().headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        assert_eq!(retry_after_header(Duration::from_millis(1)), "1");
+        assert_eq!(retry_after_header(Duration::from_secs(1)), "1");
+        assert_eq!(retry_after_header(Duration::from_millis(1_050)), "2");
+        assert_eq!(retry_after_header(Duration::from_millis(4_999)), "5");
     }
 }

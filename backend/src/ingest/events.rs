@@ -274,7 +274,7 @@ fn check_event(
         }
     }
     ip::apply(&mut envelope.context, defaults.client_ip, defaults.ip_mode);
-    normalize(&mut envelope, defaults.sent_at, defaults.received_at, rng);
+    normalize(&mut envelope, defaults.sent_at, defaults.received_at, rng)?;
     let json = serde_json::to_string(&envelope).map_err(|error| format!("event: {error}"))?;
     Ok(Some(IncomingEvent {
         id: envelope.id.clone().unwrap_or_default(),
@@ -292,12 +292,16 @@ fn check_event(
 /// - clock skew: with `sent_at` and `timestamp`, the client's `timestamp` is kept as
 ///   `original_timestamp` and `timestamp = received_at − (sent_at − original_timestamp)`;
 /// - `timestamp`: `received_at` when absent.
+///
+/// # Errors
+/// When `sent_at` and `timestamp` are so far apart (centuries) that the corrected timestamp
+/// falls outside the years -9999 to 9999.
 pub fn normalize(
     envelope: &mut Envelope,
     batch_sent_at: Option<OffsetDateTime>,
     received_at: Timestamp,
     rng: &mut fastrand::Rng,
-) {
+) -> Result<(), String> {
     let received = received_at.to_datetime();
     if envelope.id.is_none() {
         envelope.id = Some(EventId::new_v7(received_at, rng).to_string());
@@ -308,12 +312,21 @@ pub fn normalize(
     }
     match (envelope.timestamp, envelope.sent_at) {
         (Some(client_timestamp), Some(sent_at)) => {
+            let corrected = received
+                .checked_sub(sent_at - client_timestamp)
+                .ok_or_else(|| {
+                    format!(
+                        "timestamp: {} days from sent_at, too far apart to correct the clock skew",
+                        (sent_at - client_timestamp).whole_days().unsigned_abs()
+                    )
+                })?;
             envelope.original_timestamp = Some(client_timestamp);
-            envelope.timestamp = Some(received - (sent_at - client_timestamp));
+            envelope.timestamp = Some(corrected);
         }
         (Some(_), None) => {}
         (None, _) => envelope.timestamp = Some(received),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -450,6 +463,33 @@ mod tests {
         let c = stored(&checked.accepted[2]);
         assert_eq!(c.timestamp, Some(datetime!(2026-11-27 10:00 UTC)));
         assert_eq!(c.original_timestamp, None);
+    }
+
+    #[test]
+    fn a_skew_too_large_to_correct_is_rejected_beside_valid_events() {
+        // Found by the `batch` fuzz target: the correction overflowed and the request panicked.
+        let checked = check(
+            r#"{"batch": [
+                {"name": "a", "data": {}, "timestamp": "9424-01-01T00:00:00Z", "sent_at": "1010-02-01T00:00:05Z"},
+                {"name": "b", "data": {}, "timestamp": "0001-01-01T00:00:00Z", "sent_at": "9999-12-31T23:59:59Z"},
+                {"name": "c", "data": {}}
+            ]}"#,
+        );
+        assert_eq!(checked.accepted.len(), 1);
+        assert_eq!(checked.accepted[0].name, "c");
+        let indexes: Vec<usize> = checked
+            .rejected
+            .iter()
+            .map(|rejected| rejected.index)
+            .collect();
+        assert_eq!(indexes, [0, 1]);
+        assert!(
+            checked.rejected[0]
+                .error
+                .contains("too far apart to correct the clock skew"),
+            "{}",
+            checked.rejected[0].error
+        );
     }
 
     #[test]

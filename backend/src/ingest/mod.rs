@@ -23,6 +23,8 @@
 //!
 //! # Invariants
 //! - `200` is sent only after every accepted event is durable in the sink.
+//! - A body must arrive within `body_timeout` (a slowloris sender gets `408` and its connection
+//!   is closed), so a slow client holds one small buffer for a bounded time.
 //! - Limits are enforced while reading, before parsing: 512 KiB of body after decompression and
 //!   500 events per request (`413`, nothing accepted); 32 KiB per event (a `rejected` entry).
 //! - An invalid event never costs its valid neighbours: it is rejected by index.
@@ -81,6 +83,8 @@ pub struct IngestState {
     pub rules: Option<Arc<RoutingRules>>,
     /// Client addresses and suppression.
     pub privacy: IngestPrivacy,
+    /// How long a body may take to arrive in full; a slower one is `408` (see [`body`]).
+    pub body_timeout: Duration,
 }
 
 /// The client's address, for requests that do not come over a socket of this process (an
@@ -221,7 +225,12 @@ async fn handle(
     body::check_content_type(headers)?;
     let encoding = body::content_encoding(headers)?;
     let header_key = state.write_keys.from_headers(headers)?;
-    let bytes = body::read_limited(body, encoding, MAX_BODY_BYTES).await?;
+    let bytes = tokio::time::timeout(
+        state.body_timeout,
+        body::read_limited(body, encoding, MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| ApiError::body_timeout(state.body_timeout))??;
 
     let parsed = match shape {
         RequestShape::Batch => events::parse_batch(&bytes)?,

@@ -10,6 +10,8 @@
 //!   fsync.
 //! - [`reader`]: reading records after an offset, and committing offsets.
 //! - [`maintenance`]: retention of delivered records and expiry of remembered ids.
+//! - [`salvage`]: a damaged file found at start is reported, moved aside, and what it still
+//!   holds is kept.
 //!
 //! # Invariants
 //! - `append` answers `Ok` only after its transaction committed with `synchronous = FULL`: an
@@ -19,12 +21,14 @@
 //! - Offsets only grow. A destination's committed offset `N` means every record with offset ≤ N
 //!   was delivered to it or dead-lettered; after a crash, delivery resumes at `N + 1`, so records
 //!   delivered after the last commit are delivered again (at-least-once).
-//! - A record whose checksum fails is reported and skipped by readers, never fatal.
+//! - A record whose checksum fails is reported and skipped by readers, never fatal; a file whose
+//!   structure is damaged is salvaged at open ([`salvage`]), never fatal either.
 //! - Records are deleted only when every destination has committed past them and they are older
 //!   than `retention`.
 
 pub mod maintenance;
 pub mod reader;
+pub mod salvage;
 pub mod schema;
 pub mod writer;
 
@@ -128,6 +132,7 @@ pub struct EventLog {
     path: PathBuf,
     writer: LogWriter,
     appended: watch::Receiver<u64>,
+    full: Arc<tokio::sync::Notify>,
 }
 
 impl EventLog {
@@ -140,6 +145,23 @@ impl EventLog {
             LogError::Storage(format!("cannot create {}: {error}", data_dir.display()))
         })?;
         let path = data_dir.join(LOG_FILE);
+        if let Some(report) = salvage::check_and_salvage(&path)? {
+            let unreadable: Vec<String> = report
+                .unreadable
+                .iter()
+                .map(|(first, last)| format!("{first}-{last}"))
+                .collect();
+            tracing::error!(
+                message = "the event log was damaged: kept the records still readable",
+                damage = %report.damage,
+                records_kept = report.records,
+                last_offset_kept = report.last_offset,
+                unreadable_offsets = %unreadable.join(","),
+                unreadable_tail = report.unreadable_tail,
+                offsets_kept = report.offsets_kept,
+                damaged_file = %report.moved_to.display(),
+            );
+        }
         let connection = schema::open(&path, schema::Role::Writer, options.max_bytes)?;
         let last_offset = schema::last_offset(&connection)?;
         let (appended_sender, appended) = watch::channel(last_offset);
@@ -149,6 +171,7 @@ impl EventLog {
             path,
             writer,
             appended,
+            full: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -158,7 +181,17 @@ impl EventLog {
     /// [`LogError::Full`] when out of space, [`LogError::Storage`] on I/O failure,
     /// [`LogError::Closed`] after shutdown. Nothing of the request is stored then.
     pub async fn append(&self, events: Vec<IncomingEvent>) -> Result<AppendOutcome, LogError> {
-        self.writer.append(events).await
+        let outcome = self.writer.append(events).await;
+        if matches!(outcome, Err(LogError::Full(_))) {
+            self.full.notify_one();
+        }
+        outcome
+    }
+
+    /// Signalled when an append is refused because the log is full (maintenance then sweeps
+    /// at once instead of at its next interval).
+    pub fn full_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.full.clone()
     }
 
     /// A new reader with its own connection.
