@@ -90,14 +90,23 @@ async fn kill_9_during_sends_loses_no_acknowledged_event() {
         "the senders got through: {}",
         acknowledged.len()
     );
-    let warehouse_has_all = || {
-        let ids: HashSet<String> = server.warehouse_ids().into_iter().collect();
-        acknowledged.is_subset(&ids)
+    // Both destinations deliver the whole log, which may hold events stored just before a kill
+    // whose answer never reached the sender: wait until each has caught up with the other.
+    let caught_up = || {
+        let warehouse: HashSet<String> = server.warehouse_ids().into_iter().collect();
+        // Read as text: a line being written is skipped until it is whole.
+        let archive: HashSet<String> = std::fs::read_to_string(server.path("data/archive.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|event| Some(event["id"].as_str()?.to_owned()))
+            .collect();
+        acknowledged.is_subset(&warehouse) && warehouse == archive
     };
     eventually(
         Duration::from_secs(60),
-        "every acknowledged event in the warehouse",
-        warehouse_has_all,
+        "every acknowledged event in the warehouse, and the archive caught up with it",
+        caught_up,
     )
     .await;
 
