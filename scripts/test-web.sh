@@ -9,34 +9,16 @@
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/common.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 
-stage() {
-    local name=$1
-    shift
-    local started
-    started=$(date +%s)
-    echo "==> $name"
-    "$@"
-    echo "<== $name: $(($(date +%s) - started)) s"
-}
-
-# Debian packages, only when missing (the lists are refreshed only when apt does not know them).
-ensure_debian_packages() {
-    local missing=()
-    [[ -x "$CHROMIUM" ]] || missing+=(chromium)
-    [[ -x "$CHROMEDRIVER" ]] || missing+=(chromium-driver)
-    if ((${#missing[@]})); then
-        export DEBIAN_FRONTEND=noninteractive
-        if ! apt-get install -y "${missing[@]}"; then
-            apt-get update
-            apt-get install -y "${missing[@]}"
-        fi
-    fi
+# Debian's chromium and chromium-driver, only when missing.
+ensure_chromium_and_driver() {
+    ensure_debian_packages chromium="$CHROMIUM" chromium-driver="$CHROMEDRIVER"
     "$CHROMIUM" --version
     "$CHROMEDRIVER" --version
 }
@@ -54,18 +36,6 @@ ensure_wasm_bindgen_cli() {
     wasm-bindgen --version
 }
 
-# `npm ci` in $1 when node_modules is missing or was installed from another package-lock.json.
-ensure_node_modules() {
-    local dir=$1 stamp=$1/node_modules/.installed-from wanted
-    wanted=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
-        echo "$dir/node_modules is up to date"
-        return
-    fi
-    (cd "$dir" && npm ci --no-audit --no-fund)
-    echo "$wanted" >"$stamp"
-}
-
 wasm_bindgen_tests() {
     (cd sdk-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
         cargo test -p tributary-web --target wasm32-unknown-unknown --locked)
@@ -76,7 +46,7 @@ build_sample() {
     (cd samples/web && npm ci --no-audit --no-fund && npm run build)
 }
 
-stage "chromium and chromium-driver" ensure_debian_packages
+stage "chromium and chromium-driver" ensure_chromium_and_driver
 stage "wasm-bindgen-cli" ensure_wasm_bindgen_cli
 stage "wasm-bindgen-test in headless Chromium (sdk-wasm)" wasm_bindgen_tests
 stage "npm ci (sdk-wasm)" ensure_node_modules sdk-wasm

@@ -9,21 +9,13 @@
 # gives this command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/common.sh
 
 # One cargo target directory outside the clone, reused across clones and CI runs.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 suite_started=$(date +%s)
-stage() {
-    local name=$1
-    shift
-    local started
-    started=$(date +%s)
-    echo "==> $name"
-    "$@"
-    echo "<== $name: $(($(date +%s) - started)) s"
-}
 
 source scripts/lib/toolchain.sh
 stage "toolchain" ensure_rust_toolchain

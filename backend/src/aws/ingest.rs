@@ -49,6 +49,9 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
             ip_mode: settings.ip_mode,
             ..IngestPrivacy::default()
         },
+        // API Gateway hands the function the whole body at once; the bound only matters for a
+        // socket (local mode), so it stays at `server.body_timeout`'s default.
+        body_timeout: std::time::Duration::from_secs(30),
     });
     crate::ingest::router(state, &settings.allowed_origins).route(
         "/healthz",

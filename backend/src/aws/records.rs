@@ -230,7 +230,8 @@ fn envelope(
             .received_at
             .and_then(Timestamp::from_datetime)
             .unwrap_or(arrival);
-        normalize(&mut envelope, None, received_at, &mut rng);
+        normalize(&mut envelope, None, received_at, &mut rng)
+            .map_err(|error| format!("event: {error}"))?;
         Cow::Owned(serde_json::to_string(&envelope).map_err(|error| format!("event: {error}"))?)
     };
     Ok(OutgoingEvent {
