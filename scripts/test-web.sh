@@ -7,7 +7,8 @@
 #      included; `--nocapture` prints its summary and any scenario it skips, with the reason,
 #   2. builds the npm package (`npm run build` in sdk-wasm/) and checks its size budget,
 #   3. builds the Vite sample (samples/web/) and `tributary`, and runs the end-to-end tests
-#      (tests/web/) with playwright-core driving Debian's chromium.
+#      (tests/web/) with playwright-core driving Debian's chromium, among them the conformance
+#      scenarios createClient's options can express, through the built package (conformance.test.mjs).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
