@@ -2,10 +2,13 @@
 # The web SDK (@tributary/web, sdk-wasm/): installs what is missing (Debian's chromium and
 # chromium-driver, wasm-bindgen-cli at the wasm-bindgen crate's exact version, the npm packages),
 # then
-#   1. runs sdk-wasm's wasm-bindgen-test tests in headless Chromium,
+#   1. runs sdk-wasm's wasm-bindgen-test tests in headless Chromium, the conformance suite
+#      (tests/conformance/ through the wasm module's WebQueue, sdk-wasm/tests/conformance.rs)
+#      included; `--nocapture` prints its summary and any scenario it skips, with the reason,
 #   2. builds the npm package (`npm run build` in sdk-wasm/) and checks its size budget,
 #   3. builds the Vite sample (samples/web/) and `tributary`, and runs the end-to-end tests
-#      (tests/web/) with playwright-core driving Debian's chromium.
+#      (tests/web/) with playwright-core driving Debian's chromium, among them the conformance
+#      scenarios createClient's options can express, through the built package (conformance.test.mjs).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +41,7 @@ ensure_wasm_bindgen_cli() {
 
 wasm_bindgen_tests() {
     (cd sdk-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-        cargo test -p tributary-web --target wasm32-unknown-unknown --locked)
+        cargo test -p tributary-web --target wasm32-unknown-unknown --locked -- --nocapture)
 }
 
 build_sample() {
@@ -48,7 +51,7 @@ build_sample() {
 
 stage "chromium and chromium-driver" ensure_chromium_and_driver
 stage "wasm-bindgen-cli" ensure_wasm_bindgen_cli
-stage "wasm-bindgen-test in headless Chromium (sdk-wasm)" wasm_bindgen_tests
+stage "wasm-bindgen-test in headless Chromium (sdk-wasm), conformance suite included" wasm_bindgen_tests
 stage "npm ci (sdk-wasm)" ensure_node_modules sdk-wasm
 stage "npm run build (sdk-wasm)" bash -c 'cd sdk-wasm && npm run build'
 stage "size budget (sdk-wasm/scripts/size.mjs)" bash -c 'cd sdk-wasm && npm run size'

@@ -75,14 +75,16 @@ stage "reliability report (scripts/reliability.sh)" bash scripts/reliability.sh
 # Package.swift regenerated from the Rust library and compared with the checked-in ones, then
 # every Swift file parsed with tree-sitter-swift (npm, installed when missing; no Swift compiler
 # runs on Linux). Then the bindings' tests against a real `tributary serve`: Python (with the
-# kill -9 test) and Kotlin (`mvn test`; Maven and a JDK installed when missing).
+# kill -9 test) and Kotlin (`mvn test`; Maven and a JDK installed when missing), each running the
+# conformance suite (tests/conformance/) against a scripted endpoint on 127.0.0.1.
 stage "sdk-mobile Swift checks (scripts/check-swift.sh)" bash scripts/check-swift.sh
-stage "sdk-mobile binding tests: Python, kill -9, Kotlin (scripts/test-mobile.sh)" bash scripts/test-mobile.sh
+stage "sdk-mobile binding tests: Python, kill -9, Kotlin, conformance (scripts/test-mobile.sh)" bash scripts/test-mobile.sh
 
 # The web SDK (@tributary/web): wasm-bindgen-test in headless Chromium, `npm run build` and its
 # size budget, the Vite sample, and the end-to-end tests with playwright-core against
 # `tributary serve` (installs chromium-driver, wasm-bindgen-cli, nightly's rust-src and the npm
-# packages when missing; its stages are timed inside).
-stage "web SDK (scripts/test-web.sh)" bash scripts/test-web.sh
+# packages when missing; its stages are timed inside). The conformance suite runs in two of
+# them: through the wasm module (wasm-bindgen-test) and through the built package (tests/web/).
+stage "web SDK, conformance included (scripts/test-web.sh)" bash scripts/test-web.sh
 
 echo "all stages passed in $(($(date +%s) - suite_started)) s"

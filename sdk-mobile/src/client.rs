@@ -362,7 +362,14 @@ impl TributaryClient {
         uploader: Arc<dyn Uploader>,
         clock: Clock,
     ) -> Result<Arc<Self>, TributaryError> {
-        let settings = config.check()?;
+        Self::open_settings(config.check()?, uploader, clock)
+    }
+
+    fn open_settings(
+        settings: crate::config::Settings,
+        uploader: Arc<dyn Uploader>,
+        clock: Clock,
+    ) -> Result<Arc<Self>, TributaryError> {
         let path = Path::new(&settings.store_path);
         if let Some(folder) = path
             .parent()
@@ -564,5 +571,25 @@ impl TributaryClient {
         clock: Arc<crate::clock::ManualClock>,
     ) -> Result<Arc<Self>, TributaryError> {
         Self::open(&config, uploader, Clock::Manual(clock))
+    }
+
+    /// As [`TributaryClient::new`] (or [`TributaryClient::with_clock`] when `clock` is given),
+    /// with `policy`'s changes to the mobile defaults on top of `config`'s: the conformance
+    /// suite's scenarios name delays and limits `ClientConfig` does not offer (test builds
+    /// only: feature `test-clock`).
+    ///
+    /// # Errors
+    /// As [`TributaryClient::new`]; `InvalidInput` naming a count of zero in `policy`.
+    #[uniffi::constructor]
+    pub fn with_policy(
+        config: ClientConfig,
+        uploader: Arc<dyn Uploader>,
+        clock: Option<Arc<crate::clock::ManualClock>>,
+        policy: crate::policy_overrides::PolicyOverrides,
+    ) -> Result<Arc<Self>, TributaryError> {
+        let mut settings = config.check()?;
+        settings.policy = policy.apply(settings.policy)?;
+        let clock = clock.map_or(Clock::System, Clock::Manual);
+        Self::open_settings(settings, uploader, clock)
     }
 }

@@ -14,6 +14,7 @@
 //! - [`lifecycle`]: the Application Installed/Updated/Opened/Backgrounded events.
 //! - [`listener`]: what the app can observe (deliveries, drops, evictions, retries, pauses).
 //! - [`clock`]: the system clock, and the manual one of test builds (`test-clock`).
+//! - `policy_overrides`: every policy field, for the conformance suite (`test-clock` builds).
 //! - [`stats`]: the counters the app can read.
 //! - [`error`]: the FFI error enum.
 //!
@@ -34,6 +35,8 @@ mod driver;
 pub mod error;
 pub mod lifecycle;
 pub mod listener;
+#[cfg(feature = "test-clock")]
+pub mod policy_overrides;
 pub mod stats;
 pub mod upload;
 

@@ -71,15 +71,7 @@ impl WebQueue {
         if flush_interval_ms > 0 {
             policy.flush_interval = Duration::from_millis(u64::from(flush_interval_ms));
         }
-        WebQueue {
-            queue: DeliveryQueue::new(policy, true, seed.to_bits()),
-            restored: Vec::new(),
-            wait_until: 0.0,
-            upload: None,
-            persist: Vec::new(),
-            delete: Vec::new(),
-            retry: RetryState::default(),
-        }
+        WebQueue::with_policy(policy, seed.to_bits())
     }
 
     /// Adds one record read back from storage; call `finish_restore` after the last.
@@ -316,6 +308,21 @@ impl WebQueue {
 }
 
 impl WebQueue {
+    /// A durable queue with any policy, jitter seeded with `seed`: for Rust callers only (not
+    /// exported to JavaScript, so the module's size is unchanged). The conformance suite
+    /// (`sdk-wasm/tests/conformance.rs`) builds each scenario's queue with it.
+    pub fn with_policy(policy: Policy, seed: u64) -> WebQueue {
+        WebQueue {
+            queue: DeliveryQueue::new(policy, true, seed),
+            restored: Vec::new(),
+            wait_until: 0.0,
+            upload: None,
+            persist: Vec::new(),
+            delete: Vec::new(),
+            retry: RetryState::default(),
+        }
+    }
+
     fn complete(&mut self, id: f64, outcome: UploadOutcome, now: f64) {
         self.queue.upload_completed(
             tributary_core::queue::UploadId(id as u64),
