@@ -24,7 +24,7 @@ use crate::delivery::DestinationWorker;
 use crate::delivery::job::JobContext;
 use crate::dlq::DeadLetterQueue;
 use crate::dlq::redrive::RedriveTarget;
-use crate::ingest::{self, IngestState, RateLimiter, WriteKeys};
+use crate::ingest::{self, Admission, IngestState, RateLimiter, WriteKeys};
 use crate::log::{EventLog, LogOptions, maintenance};
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, AdminAccess};
@@ -155,6 +155,7 @@ impl LocalPipeline {
                 suppressions: suppressions.clone(),
             },
             body_timeout: config.server.body_timeout,
+            admission: Admission::new(config.server.max_pending_bytes),
         });
         let erasure_targets = config
             .destinations

@@ -52,6 +52,10 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
         // API Gateway hands the function the whole body at once; the bound only matters for a
         // socket (local mode), so it stays at `server.body_timeout`'s default.
         body_timeout: std::time::Duration::from_secs(30),
+        // A Lambda instance serves one request at a time: the bound never sheds there.
+        admission: crate::ingest::Admission::new(
+            crate::ingest::admission::DEFAULT_MAX_PENDING_BYTES,
+        ),
     });
     crate::ingest::router(state, &settings.allowed_origins).route(
         "/healthz",

@@ -100,6 +100,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// How long a connection may take to send a request's head (else it is closed).
     pub header_timeout: Duration,
+    /// The most request body bytes waiting to be made durable at once; a request beyond it is
+    /// answered `503` (see `ingest::admission`).
+    pub max_pending_bytes: u64,
 }
 
 /// `[storage]`: the durable log and the DLQ.
@@ -189,6 +192,7 @@ struct RawServer {
     trusted_proxies: Vec<String>,
     body_timeout: String,
     header_timeout: String,
+    max_pending_bytes: u64,
 }
 
 impl Default for RawServer {
@@ -202,6 +206,7 @@ impl Default for RawServer {
             trusted_proxies: Vec::new(),
             body_timeout: "30s".into(),
             header_timeout: "10s".into(),
+            max_pending_bytes: crate::ingest::admission::DEFAULT_MAX_PENDING_BYTES,
         }
     }
 }
@@ -304,6 +309,17 @@ impl Config {
                 "write keys cannot contain whitespace".into(),
             ));
         }
+        let max_pending_bytes = raw.server.max_pending_bytes;
+        let smallest = crate::ingest::MAX_BODY_BYTES as u64;
+        if !(smallest..=u64::from(u32::MAX)).contains(&max_pending_bytes) {
+            return Err(invalid(
+                "server.max_pending_bytes",
+                format!(
+                    "{max_pending_bytes} is out of range: it must be at least the largest body ({smallest} bytes) and at most {}",
+                    u32::MAX
+                ),
+            ));
+        }
         let server = ServerConfig {
             listen: raw.server.listen,
             write_keys,
@@ -316,6 +332,7 @@ impl Config {
                 .map_err(|message| invalid("server.body_timeout", message))?,
             header_timeout: positive_duration(&raw.server.header_timeout)
                 .map_err(|message| invalid("server.header_timeout", message))?,
+            max_pending_bytes,
         };
         let privacy = PrivacyConfig {
             ip_mode: raw

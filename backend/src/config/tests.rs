@@ -366,3 +366,23 @@ fn body_and_header_timeouts_have_defaults_and_must_be_positive() {
         }
     }
 }
+
+#[test]
+fn max_pending_bytes_has_a_default_and_must_hold_the_largest_body() {
+    let config = Config::parse("", file_source()).unwrap();
+    assert_eq!(config.server.max_pending_bytes, 8 * 1024 * 1024);
+    let config = Config::parse("[server]\nmax_pending_bytes = 1048576\n", file_source()).unwrap();
+    assert_eq!(config.server.max_pending_bytes, 1_048_576);
+    for value in ["0", "524287", "4294967296"] {
+        let error = Config::parse(
+            &format!("[server]\nmax_pending_bytes = {value}\n"),
+            file_source(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("server.max_pending_bytes") && error.contains("out of range"),
+            "{error}"
+        );
+    }
+}

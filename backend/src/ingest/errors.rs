@@ -139,6 +139,21 @@ impl ApiError {
             )
         }
     }
+
+    /// `503`: more request bytes are waiting to be made durable than `max_pending_bytes`; the
+    /// request was shed before any of its events was stored.
+    pub fn overloaded(max_pending_bytes: u32, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "the server is overloaded (over {max_pending_bytes} bytes of requests are waiting to be stored); nothing of this request was stored: retry after the Retry-After delay with the same event ids"
+                ),
+            )
+        }
+    }
 }
 
 #[derive(Serialize)]

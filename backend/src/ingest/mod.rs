@@ -10,6 +10,7 @@
 //!   body (for `navigator.sendBeacon`, which cannot set headers).
 //! - `application/json` or `text/plain` (missing = JSON); `Content-Encoding: gzip`.
 //!
+//! - [`admission`]: the bound on body bytes waiting to be made durable (`503` beyond it).
 //! - [`auth`]: write keys, compared in constant time.
 //! - [`body`]: content type, encoding, and reading within the size limit.
 //! - [`events`]: per-event validation and normalization (ids, `received_at`, clock skew).
@@ -30,7 +31,10 @@
 //! - An invalid event never costs its valid neighbours: it is rejected by index.
 //! - An event of a suppressed user is answered as accepted (a client must not retry it) but
 //!   never stored; it is counted in `events_suppressed`.
+//! - Bodies past reading are bounded in all by `server.max_pending_bytes` ([`admission`]): a
+//!   request beyond it is answered `503` at once and none of its events is stored.
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod errors;
@@ -56,6 +60,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::ops::metrics::{Metrics, StatusLabel};
 use crate::privacy::IngestPrivacy;
 use crate::routing::RoutingRules;
+pub use admission::Admission;
 pub use auth::WriteKeys;
 use errors::ApiError;
 pub use rate_limit::RateLimiter;
@@ -85,6 +90,8 @@ pub struct IngestState {
     pub privacy: IngestPrivacy,
     /// How long a body may take to arrive in full; a slower one is `408` (see [`body`]).
     pub body_timeout: Duration,
+    /// The bound on body bytes waiting to be made durable (see [`admission`]).
+    pub admission: Admission,
 }
 
 /// The client's address, for requests that do not come over a socket of this process (an
@@ -231,6 +238,15 @@ async fn handle(
     )
     .await
     .map_err(|_| ApiError::body_timeout(state.body_timeout))??;
+    // Held until the sink has answered: the body, and the events parsed from it, count against
+    // `max_pending_bytes` until then.
+    let _admitted = state
+        .admission
+        .try_admit(bytes.len())
+        .map_err(|overloaded| {
+            state.metrics.ingest_shed_requests.inc();
+            ApiError::overloaded(overloaded.max_pending_bytes, UNAVAILABLE_RETRY_AFTER)
+        })?;
 
     let parsed = match shape {
         RequestShape::Batch => events::parse_batch(&bytes)?,

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub events_unrouted: Counter,
     /// Valid events of suppressed users, answered as accepted and dropped.
     pub events_suppressed: Counter,
+    /// Ingest requests shed with `503` because `server.max_pending_bytes` was reached.
+    pub ingest_shed_requests: Counter,
     /// Ingest responses, by status.
     pub http_requests: Family<StatusLabel, Counter>,
     /// Events delivered, per destination.
@@ -79,6 +81,7 @@ impl Metrics {
         let consent_denied = Family::<DestinationLabel, Counter>::default();
         let privacy_dropped = Family::<DestinationLabel, Counter>::default();
         let http_requests = Family::<StatusLabel, Counter>::default();
+        let ingest_shed_requests = Counter::default();
         let delivered = Family::<DestinationLabel, Counter>::default();
         let retried = Family::<DestinationLabel, Counter>::default();
         let dead_lettered = Family::<DestinationLabel, Counter>::default();
@@ -121,6 +124,11 @@ impl Metrics {
             "destination_privacy_dropped",
             "Events routed here but not sent: their user was deleted or suppressed",
             privacy_dropped.clone(),
+        );
+        registry.register(
+            "ingest_shed_requests",
+            "Ingest requests answered 503 because too many request bytes were waiting to be stored",
+            ingest_shed_requests.clone(),
         );
         registry.register(
             "http_requests",
@@ -176,6 +184,7 @@ impl Metrics {
             events_suppressed,
             consent_denied,
             privacy_dropped,
+            ingest_shed_requests,
             http_requests,
             delivered,
             retried,
