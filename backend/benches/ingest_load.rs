@@ -18,9 +18,13 @@
 //!   `sent_at`), and every id is new, so every event is stored.
 //! - **Counting.** A warm-up, then a measured window: requests sent inside the window count.
 //!   Accepted events are those answered in `200` responses whose `accepted` equals the number
-//!   sent with `rejected` empty; anything else (another status, a short `accepted`, an I/O error)
-//!   is an error. Request latency is from just before the request is written to the last byte of
-//!   the answer, in an HDR histogram (µs).
+//!   sent with `rejected` empty; a `503` (the ingest shedding load beyond
+//!   `server.max_pending_bytes`) is counted as *shed*, apart; anything else (another status, a
+//!   short `accepted`, an I/O error) is an error. Request latency is from just before the request
+//!   is written to the last byte of the answer, in an HDR histogram (µs); shed requests have
+//!   their own histogram, so the latency figures are those of requests the server took. A shed
+//!   connection sends its next request at once (it ignores `Retry-After`, the harshest client),
+//!   and a marker on a shed request is never seen (counted as such).
 //! - **POST → warehouse.** Every `--marker-ms` (10 ms) the next request sent carries a marker:
 //!   the id of its first event and the instant just before it was written go to an observer
 //!   thread, which polls the warehouse table for it (`SELECT 1 FROM events WHERE id = ?`, a
@@ -60,6 +64,7 @@
 //! #   --pipeline full      the samples' four destinations (default); experiments:
 //! #              warehouse   only `datawarehouse`;  ingest-only  no destination at all
 //! #   --destination-batch-size N   `batch_size` of every destination (an experiment; default 100)
+//! #   --max-pending-bytes N        the server's `server.max_pending_bytes` (default: its default)
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -166,12 +171,15 @@ impl Pipeline {
 
     /// `samples/tributary.toml` with a free port, the data in the run's folder, and this
     /// pipeline's destinations.
-    fn config(self, batch_size: Option<usize>) -> String {
+    fn config(self, batch_size: Option<usize>, max_pending_bytes: Option<u64>) -> String {
+        let max_pending_bytes = max_pending_bytes.map_or_else(String::new, |bytes| {
+            format!("max_pending_bytes = {bytes}\n")
+        });
         let mut config = format!(
             r#"[server]
 listen = "127.0.0.1:0"
 write_keys = ["{WRITE_KEY}"]
-
+{max_pending_bytes}
 [storage]
 data_dir = "data"
 
@@ -219,7 +227,7 @@ fn main() {
                 options.pipeline
             );
             println!(
-                "{:>5} | {:>11} | {:>9} | {:>8} | {:>8} | {:>8} | {:>9} | {:>7} | {:>11} | {:>6}",
+                "{:>5} | {:>11} | {:>9} | {:>8} | {:>8} | {:>8} | {:>9} | {:>7} | {:>11} | {:>9} | {:>6} | {:>9}",
                 "conns",
                 "events/s",
                 "req/s",
@@ -229,12 +237,15 @@ fn main() {
                 "e2e p50",
                 "kept up",
                 "server CPU",
-                "errors"
+                "shed",
+                "errors",
+                "VmHWM MiB"
             );
             for &connections in counts {
                 let case = Case {
                     pipeline: options.pipeline,
                     destination_batch_size: options.destination_batch_size,
+                    max_pending_bytes: options.max_pending_bytes,
                     rate: options.rate,
                     batch,
                     connections,
@@ -245,7 +256,7 @@ fn main() {
                 };
                 let result = run_case(&binary, &case);
                 println!(
-                    "{:>5} | {:>11} | {:>9} | {:>8.2} | {:>8.2} | {:>8.2} | {:>9.1} | {:>7} | {:>11.2} | {:>6}",
+                    "{:>5} | {:>11} | {:>9} | {:>8.2} | {:>8.2} | {:>8.2} | {:>9.1} | {:>7} | {:>11.2} | {:>9} | {:>6} | {:>9.1}",
                     connections,
                     thousands(result.events_per_second() as u64),
                     thousands(result.requests_per_second() as u64),
@@ -255,7 +266,9 @@ fn main() {
                     ms(result.end_to_end.value_at_quantile(0.5)),
                     yes_no(result.kept_up()),
                     result.server_cpu / result.window.as_secs_f64(),
-                    result.errors()
+                    result.shed(),
+                    result.errors(),
+                    result.server_hwm_kib as f64 / 1024.0
                 );
             }
         }
@@ -266,6 +279,7 @@ fn main() {
         let case = Case {
             pipeline: options.pipeline,
             destination_batch_size: options.destination_batch_size,
+            max_pending_bytes: options.max_pending_bytes,
             rate: options.rate,
             batch,
             connections: options
@@ -282,9 +296,9 @@ fn main() {
     }
     println!("\n## summary (markdown)\n");
     println!(
-        "| batch | connections | accepted events/s | requests/s | p50 / p99 / max ms | errors | POST → warehouse p50 / p99 ms | max log lag (events) | drain | delivery kept up | server VmHWM | CPU server / load gen / other (cores) |"
+        "| batch | connections | accepted events/s | requests/s | p50 / p99 / max ms (taken) | shed (503) | errors | POST → warehouse p50 / p99 ms | max log lag (events) | drain | delivery kept up | server VmHWM | CPU server / load gen / other (cores) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (case, result) in &results {
         println!("{}", result.markdown_row(case));
     }
@@ -304,6 +318,7 @@ fn default_connections(batch: usize) -> usize {
 struct Options {
     pipeline: Pipeline,
     destination_batch_size: Option<usize>,
+    max_pending_bytes: Option<u64>,
     rate: Option<f64>,
     batches: Vec<usize>,
     connections: Option<usize>,
@@ -320,6 +335,7 @@ impl Options {
         let mut options = Self {
             pipeline: Pipeline::Full,
             destination_batch_size: None,
+            max_pending_bytes: None,
             rate: None,
             batches: vec![1, 10, 100],
             connections: None,
@@ -362,6 +378,10 @@ impl Options {
                 "--destination-batch-size" => {
                     options.destination_batch_size =
                         Some(value().parse().expect("--destination-batch-size N"));
+                }
+                "--max-pending-bytes" => {
+                    options.max_pending_bytes =
+                        Some(value().parse().expect("--max-pending-bytes BYTES"));
                 }
                 "--rate" => options.rate = Some(value().parse().expect("--rate EVENTS_PER_SECOND")),
                 other => panic!("unknown argument {other:?} (see the bench's module docs)"),
@@ -415,6 +435,8 @@ struct Case {
     pipeline: Pipeline,
     /// `--destination-batch-size`: `batch_size` of every destination (default: the default, 100).
     destination_batch_size: Option<usize>,
+    /// `--max-pending-bytes`: the server's `server.max_pending_bytes` (default: its default).
+    max_pending_bytes: Option<u64>,
     /// `--rate`: events/s offered in all (open loop); `None`: closed loop.
     rate: Option<f64>,
     batch: usize,
@@ -435,14 +457,15 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, pipeline: Pipeline, batch_size: Option<usize>) -> Self {
+    fn start(binary: &Path, case: &Case) -> Self {
+        let pipeline = case.pipeline;
         let folder = tempfile::Builder::new()
             .prefix("tributary-load-")
             .tempdir()
             .expect("a temporary folder");
         std::fs::write(
             folder.path().join("tributary.toml"),
-            pipeline.config(batch_size),
+            pipeline.config(case.destination_batch_size, case.max_pending_bytes),
         )
         .expect("write tributary.toml");
         std::fs::write(folder.path().join("rules.json"), pipeline.rules())
@@ -572,6 +595,7 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 struct CaseResult {
     window: Duration,
     latency: Histogram<u64>,
+    shed_latency: Histogram<u64>,
     end_to_end: Histogram<u64>,
     end_to_end_series: Vec<(f64, f64)>,
     markers_unseen: usize,
@@ -602,10 +626,15 @@ impl CaseResult {
         self.requests as f64 / self.window.as_secs_f64()
     }
 
+    /// Requests answered `503`: shed by the ingest's admission control.
+    fn shed(&self) -> u64 {
+        self.statuses.get(&503).copied().unwrap_or(0)
+    }
+
     fn errors(&self) -> u64 {
         self.statuses
             .iter()
-            .filter(|(status, _)| **status != 200)
+            .filter(|(status, _)| **status != 200 && **status != 503)
             .map(|(_, count)| count)
             .sum::<u64>()
             + self.short_accepted
@@ -656,6 +685,17 @@ impl CaseResult {
             self.short_accepted,
             self.io_errors
         );
+        if self.shed() > 0 {
+            println!(
+                "shed (503)    {} requests ({} /s, {:.1}% of those sent), answered in p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                thousands(self.shed()),
+                thousands((self.shed() as f64 / window) as u64),
+                self.shed() as f64 * 100.0 / self.requests.max(1) as f64,
+                ms(self.shed_latency.value_at_quantile(0.5)),
+                ms(self.shed_latency.value_at_quantile(0.99)),
+                ms(self.shed_latency.max()),
+            );
+        }
         println!(
             "latency       p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} requests)",
             ms(self.latency.value_at_quantile(0.5)),
@@ -745,7 +785,7 @@ impl CaseResult {
         let window = self.window.as_secs_f64();
         let max_lag = self.lags.values().map(LagSeries::max).max().unwrap_or(0);
         format!(
-            "| {} | {} | **{}** | {} | {:.1} / **{:.1}** / {:.1} | {} | **{:.0}** / {:.0} | {} | {} | {} | {:.1} MiB | {:.2} / {:.2} / {:.2} |",
+            "| {} | {} | **{}** | {} | {:.1} / **{:.1}** / {:.1} | {} | {} | **{:.0}** / {:.0} | {} | {} | {} | {:.1} MiB | {:.2} / {:.2} / {:.2} |",
             case.batch,
             case.connections,
             thousands(self.events_per_second() as u64),
@@ -753,6 +793,7 @@ impl CaseResult {
             ms(self.latency.value_at_quantile(0.5)),
             ms(self.latency.value_at_quantile(0.99)),
             ms(self.latency.max()),
+            self.shed(),
             self.errors(),
             ms(self.end_to_end.value_at_quantile(0.5)),
             ms(self.end_to_end.value_at_quantile(0.99)),
@@ -771,7 +812,7 @@ impl CaseResult {
 }
 
 fn run_case(binary: &Path, case: &Case) -> CaseResult {
-    let server = Server::start(binary, case.pipeline, case.destination_batch_size);
+    let server = Server::start(binary, case);
     let routes = case.pipeline.routes();
     let pid = server.pid();
     let start = Instant::now() + Duration::from_millis(200);
@@ -929,6 +970,7 @@ fn run_case(binary: &Path, case: &Case) -> CaseResult {
     CaseResult {
         window,
         latency: load.latency,
+        shed_latency: load.shed_latency,
         end_to_end: observed.end_to_end,
         end_to_end_series: observed.end_to_end_series,
         markers_unseen: observed.unseen,
@@ -1020,6 +1062,8 @@ struct LoadStats {
     /// Accepted events per name over the whole run.
     names: [u64; NAMES.len()],
     latency: Histogram<u64>,
+    /// Latency of the requests answered `503` (shed).
+    shed_latency: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     short_accepted: u64,
     io_errors: u64,
@@ -1034,6 +1078,7 @@ impl LoadStats {
             accepted_all: 0,
             names: [0; NAMES.len()],
             latency: histogram(),
+            shed_latency: histogram(),
             statuses: BTreeMap::new(),
             short_accepted: 0,
             io_errors: 0,
@@ -1049,6 +1094,9 @@ impl LoadStats {
             *mine += theirs;
         }
         self.latency.add(&other.latency).expect("same bounds");
+        self.shed_latency
+            .add(&other.shed_latency)
+            .expect("same bounds");
         for (status, count) in other.statuses {
             *self.statuses.entry(status).or_default() += count;
         }
@@ -1204,9 +1252,12 @@ async fn drive(
                     stats.requests += 1;
                     stats.body_bytes += generator.body.len() as u64;
                     *stats.statuses.entry(answer.status).or_default() += 1;
-                    stats
-                        .latency
-                        .saturating_record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+                    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+                    if answer.status == 503 {
+                        stats.shed_latency.saturating_record(micros);
+                    } else {
+                        stats.latency.saturating_record(micros);
+                    }
                     match accepted {
                         Some(accepted) if accepted == schedule.batch => {
                             stats.events += accepted as u64;
