@@ -1,5 +1,6 @@
 //! Load benchmark of the local pipeline, `tributary serve` (issue 3). CI builds it and never runs
-//! it; `docs/BENCHMARKS.md` ("Issue 3: local pipeline load") has the figures and how to read them.
+//! it; `docs/BENCHMARKS.md` ("Issue 3: local pipeline load", "Issue 10: load") has the figures and
+//! how to read them; `scripts/load.sh` runs the issue 10 set.
 //!
 //! For each batch size (1, 10 and 100 events per request) the bench starts the release
 //! `tributary` binary in a fresh temporary folder (its own data dir, so runs do not affect each
