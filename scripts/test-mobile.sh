@@ -34,4 +34,6 @@ if ! command -v mvn >/dev/null || ! command -v javac >/dev/null; then
 fi
 cd "$root/sdk-mobile/kotlin"
 # The bindings were generated above; -ntp keeps downloads out of the log, Surefire's summary stays.
-mvn -B -ntp test -Dtributary.skipBindings=true
+mvn -B -ntp -Dstyle.color=never test -Dtributary.skipBindings=true
+# Maven's launcher ends its output with a terminal reset and no newline: end the line.
+echo
