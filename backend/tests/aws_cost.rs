@@ -12,14 +12,14 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::print_stderr)]
 
+mod aws_common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_sdk_sqs::config::Credentials;
 use base64::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -30,6 +30,8 @@ use tributary_backend::aws::kinesis_sink::KinesisSink;
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::routing::RoutingRules;
+
+use aws_common::{moto_url, s3_client, sdk_config, unique};
 
 /// Events in the workload.
 const EVENTS: usize = 4_000;
@@ -52,44 +54,6 @@ const NAMES: [&str; 9] = [
     "email_sent",
     "email_open",
 ];
-
-fn moto_url() -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TRIBUTARY_TEST_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
-                && std::env::var_os("CI").is_none()
-            {
-                eprintln!("skipped: TRIBUTARY_TEST_MOTO_URL is not set");
-                return None;
-            }
-            panic!(
-                "TRIBUTARY_TEST_MOTO_URL is not set: run `eval \"$(scripts/start-moto.sh)\"` first"
-            );
-        }
-    }
-}
-
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 100_000_000
-    )
-}
 
 /// The workload's event `i`: the demo traffic's names and data, from a browser client
 /// (`batch` = the client's request) with the context a web SDK sends.
@@ -298,11 +262,7 @@ async fn cost_counts_per_million_events() {
             &queue_arn,
             1,
         );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&config);
     let bucket = unique("cost-rules");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     s3.put_object()

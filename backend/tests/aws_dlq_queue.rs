@@ -5,52 +5,14 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::print_stderr)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod aws_common;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_sqs::config::Credentials;
+use std::process::Output;
+
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
-
-fn moto_url() -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TRIBUTARY_TEST_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
-                && std::env::var_os("CI").is_none()
-            {
-                eprintln!("skipped: TRIBUTARY_TEST_MOTO_URL is not set");
-                return None;
-            }
-            panic!(
-                "TRIBUTARY_TEST_MOTO_URL is not set: run `eval \"$(scripts/start-moto.sh)\"` first \
-                 (scripts/test.sh does), or TRIBUTARY_TEST_SKIP_EXTERNAL=1 to skip outside CI"
-            );
-        }
-    }
-}
-
-fn tributary(moto: &str, folder: &Path, args: &[&str]) -> Output {
-    let output = Command::new(BINARY)
-        .args(args)
-        .current_dir(folder)
-        .env("AWS_ENDPOINT_URL", moto)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ tributary {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use aws_common::{moto_url, sdk_config, tributary, unique};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -127,21 +89,9 @@ fn dead_letter(destination: &str, ids: &[&str], attempts: u32) -> String {
 #[tokio::test]
 async fn dlq_commands_on_an_sqs_queue_lose_nothing() {
     let Some(moto) = moto_url() else { return };
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await;
+    let config = sdk_config(&moto).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let name = format!(
-        "dlq-cli-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
+    let name = unique("dlq-cli");
     let url = sqs
         .create_queue()
         .queue_name(&name)

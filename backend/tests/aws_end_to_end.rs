@@ -12,6 +12,8 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::print_stderr)]
 
+mod aws_common;
+
 use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -19,11 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_sdk_sqs::config::Credentials;
 use base64::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -36,47 +36,9 @@ use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::config::{Config, ConfigSource};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
+use aws_common::{BINARY, moto_url, s3_client, sdk_config, unique};
+
 const KEY: &str = "e2e-write-key";
-
-fn moto_url() -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TRIBUTARY_TEST_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
-                && std::env::var_os("CI").is_none()
-            {
-                eprintln!("skipped: TRIBUTARY_TEST_MOTO_URL is not set");
-                return None;
-            }
-            panic!(
-                "TRIBUTARY_TEST_MOTO_URL is not set: run `eval \"$(scripts/start-moto.sh)\"` first \
-                 (scripts/test.sh does), or TRIBUTARY_TEST_SKIP_EXTERNAL=1 to skip outside CI"
-            );
-        }
-    }
-}
-
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            % 100_000_000
-    )
-}
 
 /// `count` events from `start`, ids `e2e-N`, names in turn.
 fn events(start: usize, count: usize) -> Vec<Value> {
@@ -415,11 +377,7 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     // 4. The router function fed with the same records, rules in moto S3 → an SQS queue → the
     //    connector function fed with that queue's messages → a file.
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&config);
     let bucket = unique("e2e-rules");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let make_queue = |name: String| {

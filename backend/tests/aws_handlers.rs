@@ -12,14 +12,14 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::print_stderr)]
 
+mod aws_common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_sdk_sqs::config::Credentials;
 use base64::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -31,48 +31,7 @@ use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::aws::{SqsDeadLetterQueue, connector::ConnectorFunction};
 use tributary_backend::config::{Config, ConfigSource};
 
-fn data(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn moto_url() -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TRIBUTARY_TEST_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
-                && std::env::var_os("CI").is_none()
-            {
-                eprintln!("skipped: TRIBUTARY_TEST_MOTO_URL is not set");
-                return None;
-            }
-            panic!(
-                "TRIBUTARY_TEST_MOTO_URL is not set: run `eval \"$(scripts/start-moto.sh)\"` first \
-                 (scripts/test.sh does), or TRIBUTARY_TEST_SKIP_EXTERNAL=1 to skip outside CI"
-            );
-        }
-    }
-}
-
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000
-    )
-}
+use aws_common::{data, moto_url, s3_client, sdk_config, unique};
 
 struct Queue {
     url: String,
@@ -253,11 +212,7 @@ struct RouterSetup {
 async fn router_setup(moto: &str, lambda_endpoint: Option<&str>) -> RouterSetup {
     let config = sdk_config(moto).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&config);
     let bucket = unique("rules");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let dlq = queue(&sqs, "router-dlq").await;

@@ -13,14 +13,13 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::print_stderr)]
 
-use std::path::Path;
+mod aws_common;
+
 use std::pin::Pin;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_sdk_sqs::config::Credentials;
 use base64::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -36,79 +35,7 @@ use tributary_backend::ingest::EventSink;
 use tributary_backend::log::{AppendOutcome, IncomingEvent, LogError};
 use tributary_backend::privacy::{IpMode, Subject, SuppressionList};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
-
-fn data(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn moto_url() -> Option<String> {
-    match std::env::var("TRIBUTARY_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("TRIBUTARY_TEST_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
-                && std::env::var_os("CI").is_none()
-            {
-                eprintln!("skipped: TRIBUTARY_TEST_MOTO_URL is not set");
-                return None;
-            }
-            panic!(
-                "TRIBUTARY_TEST_MOTO_URL is not set: run `eval \"$(scripts/start-moto.sh)\"` first \
-                 (scripts/test.sh does), or TRIBUTARY_TEST_SKIP_EXTERNAL=1 to skip outside CI"
-            );
-        }
-    }
-}
-
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
-
-fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000
-    )
-}
-
-/// `tributary ARGS` in `folder`, against moto.
-fn tributary(moto: &str, folder: &Path, args: &[&str]) -> Output {
-    let output = Command::new(BINARY)
-        .args(args)
-        .current_dir(folder)
-        .env("AWS_ENDPOINT_URL", moto)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("TRIBUTARY_S3_PATH_STYLE", "1")
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ tributary {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use aws_common::{data, moto_url, s3_client, sdk_config, tributary, unique};
 
 fn succeeded(output: &Output) -> String {
     assert!(output.status.success(), "{output:?}");

@@ -1,0 +1,93 @@
+//! Shared helpers of the AWS-mode tests: the moto server's address, SDK clients for it, unique
+//! resource names (moto is shared by every test run), the fixtures, and the real `tributary`
+//! binary run against moto.
+
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+
+/// The `tributary` binary of this build.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
+
+/// moto's address from `TRIBUTARY_TEST_MOTO_URL`; `None` (the test skips) only with
+/// `TRIBUTARY_TEST_SKIP_EXTERNAL=1` outside CI, else a panic saying how to start it.
+pub fn moto_url() -> Option<String> {
+    match std::env::var("TRIBUTARY_TEST_MOTO_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("TRIBUTARY_TEST_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
+                && std::env::var_os("CI").is_none()
+            {
+                eprintln!("skipped: TRIBUTARY_TEST_MOTO_URL is not set");
+                return None;
+            }
+            panic!(
+                "TRIBUTARY_TEST_MOTO_URL is not set: run `eval \"$(scripts/start-moto.sh)\"` first \
+                 (scripts/test.sh does), or TRIBUTARY_TEST_SKIP_EXTERNAL=1 to skip outside CI"
+            );
+        }
+    }
+}
+
+/// An SDK configuration for moto at `endpoint` (us-east-1, test credentials).
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await
+}
+
+/// An S3 client with path-style addressing (moto has no bucket host names).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// `prefix` made unique to this process and moment (streams, queues and buckets in the shared
+/// moto server).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    )
+}
+
+/// A fixture of `backend/tests/data/`.
+pub fn data(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// `tributary ARGS` in `folder`, against moto (its output is echoed to stderr).
+pub fn tributary(moto: &str, folder: &Path, args: &[&str]) -> Output {
+    let output = Command::new(BINARY)
+        .args(args)
+        .current_dir(folder)
+        .env("AWS_ENDPOINT_URL", moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("TRIBUTARY_S3_PATH_STYLE", "1")
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ tributary {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
