@@ -45,6 +45,7 @@ pub mod queue_tool;
 pub mod records;
 pub mod router;
 pub mod rules_source;
+mod s3_object;
 pub mod settings;
 pub mod sqs_dlq;
 pub mod stream_source;

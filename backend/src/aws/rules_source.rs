@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::destinations::DestinationArn;
-use super::settings::{self, AwsError};
+use super::s3_object::{ObjectRead, read_if_changed};
+use super::settings::AwsError;
 use crate::routing::RoutingRules;
 
 /// Rules loaded from one S3 object.
@@ -84,44 +85,11 @@ impl S3Rules {
 
     /// `Ok(None)` when the object still has `etag`.
     async fn fetch(&self, etag: Option<&str>) -> Result<Option<(String, RoutingRules)>, AwsError> {
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .set_if_none_match(etag.map(str::to_owned))
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            Err(error) => {
-                let status = error
-                    .raw_response()
-                    .map(|response| response.status().as_u16());
-                if status == Some(304) && etag.is_some() {
-                    return Ok(None);
-                }
-                return Err(settings::call_error(
-                    &format!("s3 GetObject {}", self.location()),
-                    &error,
-                ));
-            }
-        };
-        let etag = output.e_tag().unwrap_or_default().to_owned();
-        let bytes = output
-            .body
-            .collect()
-            .await
-            .map_err(|error| AwsError::Call {
-                operation: format!("s3 GetObject {}", self.location()),
-                message: format!("reading the body: {error}"),
-            })?
-            .into_bytes();
-        let text = String::from_utf8(bytes.to_vec()).map_err(|error| {
-            AwsError::Config(format!("{}: not UTF-8 ({error})", self.location()))
-        })?;
-        let rules = parse(&text, &self.location())?;
-        Ok(Some((etag, rules)))
+        match read_if_changed(&self.client, &self.bucket, &self.key, etag).await? {
+            ObjectRead::Unchanged => Ok(None),
+            ObjectRead::Missing(error) => Err(error),
+            ObjectRead::Changed { etag, text } => Ok(Some((etag, parse(&text, &self.location())?))),
+        }
     }
 }
 

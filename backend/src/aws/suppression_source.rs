@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use super::s3_object::{ObjectRead, read_if_changed};
 use super::settings::{self, AwsError};
 use crate::privacy::store::ListFuture;
 use crate::privacy::{
@@ -211,52 +212,16 @@ impl S3SuppressionList {
 
     /// The object, unless it still has `etag`.
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, AwsError> {
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .set_if_none_match(etag.map(str::to_owned))
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            Err(error) => {
-                let status = error
-                    .raw_response()
-                    .map(|response| response.status().as_u16());
-                return match status {
-                    Some(304) if etag.is_some() => Ok(Fetched::Unchanged),
-                    Some(404)
-                        if error.as_service_error().is_some_and(
-                            aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key,
-                        ) =>
-                    {
-                        Ok(Fetched::Missing)
-                    }
-                    _ => Err(settings::call_error(
-                        &format!("s3 GetObject {}", self.location()),
-                        &error,
-                    )),
-                };
+        match read_if_changed(&self.client, &self.bucket, &self.key, etag).await? {
+            ObjectRead::Unchanged => Ok(Fetched::Unchanged),
+            ObjectRead::Missing(_) => Ok(Fetched::Missing),
+            ObjectRead::Changed { etag, text } => {
+                let list = SuppressionList::from_json(&text).map_err(|message| {
+                    AwsError::Config(format!("{}: {message}", self.location()))
+                })?;
+                Ok(Fetched::Changed(etag, list))
             }
-        };
-        let new_etag = output.e_tag().unwrap_or_default().to_owned();
-        let bytes = output
-            .body
-            .collect()
-            .await
-            .map_err(|error| AwsError::Call {
-                operation: format!("s3 GetObject {}", self.location()),
-                message: format!("reading the body: {error}"),
-            })?
-            .into_bytes();
-        let text = String::from_utf8(bytes.to_vec()).map_err(|error| {
-            AwsError::Config(format!("{}: not UTF-8 ({error})", self.location()))
-        })?;
-        let list = SuppressionList::from_json(&text)
-            .map_err(|message| AwsError::Config(format!("{}: {message}", self.location())))?;
-        Ok(Fetched::Changed(new_etag, list))
+        }
     }
 }
 
