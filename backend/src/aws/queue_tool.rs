@@ -35,7 +35,9 @@ use crate::connectors::Failure;
 use crate::dlq::DeadLetterMessage;
 use crate::dlq::backup::{self, BackupLine};
 use crate::dlq::message::{Attribute, DeadLetterError, MESSAGE_VERSION};
-use crate::dlq::redrive::{RedriveReport, RedriveTarget, deliver_once, parse_body};
+use crate::dlq::redrive::{
+    RedriveReport, RedriveTarget, deliver_once, events_to_redrive, parse_body,
+};
 use crate::privacy::SuppressionIndex;
 
 /// How long a received message stays invisible to others during a run.
@@ -360,16 +362,7 @@ impl QueueTool {
                 release.extend(received);
                 continue;
             };
-            let mut events = message.outgoing_events();
-            let before = events.len();
-            events.retain(|event| privacy.router_drops_json(&event.json).is_none());
-            let dropped = before - events.len();
-            report.privacy_dropped += dropped;
-            if dropped > 0 {
-                report.lines.push(format!(
-                    "{label}: {dropped} events of deleted or suppressed users not redriven"
-                ));
-            }
+            let events = events_to_redrive(&message, privacy, &label, &mut report);
             if events.is_empty() {
                 match (&received, dry_run) {
                     (Some(received), false) => self.delete(&[received]).await?,

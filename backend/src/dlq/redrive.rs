@@ -118,16 +118,7 @@ pub async fn redrive(
             ));
             continue;
         };
-        let mut events = message.outgoing_events();
-        let before = events.len();
-        events.retain(|event| privacy.router_drops_json(&event.json).is_none());
-        let dropped = before - events.len();
-        report.privacy_dropped += dropped;
-        if dropped > 0 {
-            report.lines.push(format!(
-                "{label}: {dropped} events of deleted or suppressed users not redriven"
-            ));
-        }
+        let events = events_to_redrive(&message, privacy, &label, &mut report);
         if events.is_empty() {
             if let (Some(id), false) = (id, dry_run) {
                 dlq.delete(id)?;
@@ -219,6 +210,27 @@ struct InvokePayload {
     #[serde(default)]
     destination: Option<String>,
     events: Vec<Box<RawValue>>,
+}
+
+/// The message's events that may be redriven: those of deleted or suppressed users are left
+/// out, counted in `report` and named in a line under `label`.
+pub fn events_to_redrive(
+    message: &DeadLetterMessage,
+    privacy: &SuppressionIndex,
+    label: &str,
+    report: &mut RedriveReport,
+) -> Vec<OutgoingEvent> {
+    let mut events = message.outgoing_events();
+    let before = events.len();
+    events.retain(|event| privacy.router_drops_json(&event.json).is_none());
+    let dropped = before - events.len();
+    report.privacy_dropped += dropped;
+    if dropped > 0 {
+        report.lines.push(format!(
+            "{label}: {dropped} events of deleted or suppressed users not redriven"
+        ));
+    }
+    events
 }
 
 /// Reads a message body of any of the accepted shapes.
