@@ -32,27 +32,11 @@ fn traffic(round: &str) -> Vec<Value> {
 }
 
 fn ids_in_log(server: &Server) -> Vec<String> {
-    let connection = rusqlite::Connection::open(server.path("data/log.db")).unwrap();
-    connection.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut statement = connection
-        .prepare("SELECT id FROM log ORDER BY offset")
-        .unwrap();
-    statement
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    server.sqlite_strings("data/log.db", "SELECT id FROM log ORDER BY offset")
 }
 
 fn ids_in_dlq(server: &Server) -> Vec<String> {
-    let connection = rusqlite::Connection::open(server.path("data/dlq.db")).unwrap();
-    connection.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut statement = connection.prepare("SELECT body FROM messages").unwrap();
-    let bodies: Vec<String> = statement
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let bodies = server.sqlite_strings("data/dlq.db", "SELECT body FROM messages");
     bodies
         .iter()
         .flat_map(|body| {

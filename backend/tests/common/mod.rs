@@ -192,15 +192,18 @@ impl Server {
 
     /// Events in the SQLite warehouse.
     pub fn warehouse_ids(&self) -> Vec<String> {
-        let path = self.path("data/warehouse.db");
-        if !path.exists() {
+        if !self.path("data/warehouse.db").exists() {
             return Vec::new();
         }
-        let connection = rusqlite::Connection::open(path).unwrap();
+        self.sqlite_strings("data/warehouse.db", "SELECT id FROM events ORDER BY rowid")
+    }
+
+    /// The one text column `query` selects from the SQLite file at `relative`, read while the
+    /// server may be writing it.
+    pub fn sqlite_strings(&self, relative: &str, query: &str) -> Vec<String> {
+        let connection = rusqlite::Connection::open(self.path(relative)).unwrap();
         connection.busy_timeout(Duration::from_secs(5)).unwrap();
-        let mut statement = connection
-            .prepare("SELECT id FROM events ORDER BY rowid")
-            .unwrap();
+        let mut statement = connection.prepare(query).unwrap();
         statement
             .query_map([], |row| row.get(0))
             .unwrap()
