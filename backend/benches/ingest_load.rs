@@ -1179,6 +1179,9 @@ struct AcceptedBody {
     rejected: Vec<serde_json::Value>,
 }
 
+/// How long after the window a request may still be answered.
+const EXCHANGE_GRACE: Duration = Duration::from_secs(5);
+
 /// One connection's closed loop.
 async fn drive(
     connection: u16,
@@ -1230,7 +1233,14 @@ async fn drive(
         if schedule.take_marker(sent) {
             let _ = markers.send((first_id, sent));
         }
-        let answer = exchange(connected, &request, &mut response).await;
+        // A connection left in the listen queue (the server at `max_connections`) may never be
+        // answered before the window ends: it gives up a few seconds after, as an I/O error.
+        let answer = tokio::time::timeout_at(
+            (schedule.window_end + EXCHANGE_GRACE).into(),
+            exchange(connected, &request, &mut response),
+        )
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
         let elapsed = sent.elapsed();
         match answer {
             Ok(answer) => {

@@ -221,10 +221,12 @@ impl LocalPipeline {
 
         let server_shutdown = shutdown.clone();
         let server_log = log.clone();
-        let header_timeout = config.server.header_timeout;
+        let limits = crate::http_listener::ConnectionLimits {
+            header_timeout: config.server.header_timeout,
+            max_connections: config.server.max_connections,
+        };
         tasks.spawn(async move {
-            crate::http_listener::serve(listener, app, header_timeout, server_shutdown.clone())
-                .await;
+            crate::http_listener::serve(listener, app, limits, server_shutdown.clone()).await;
             // The listener is closed: stop the workers, then the log.
             server_shutdown.cancel();
             while workers.join_next().await.is_some() {}

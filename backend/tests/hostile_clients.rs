@@ -427,3 +427,54 @@ async fn deep_nesting_invalid_utf8_and_huge_headers_are_clear_4xx() {
     );
     assert!(peak < PEAK_MEMORY_BOUND_KIB, "{peak} KiB");
 }
+
+/// One request on an open connection, answered.
+async fn exchange_on(stream: &mut TcpStream, id: &str) -> Option<RawResponse> {
+    let body = batch(&[json!({"id": id, "name": "page_view"})]);
+    let head = request_head("/v1/batch", &format!("Content-Length: {}\r\n", body.len()));
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body.as_bytes()).await.ok()?;
+    read_response(stream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_until_one_ends() {
+    let config = config_with("").replace(
+        "write_keys = [\"test-key\"]",
+        "write_keys = [\"test-key\"]\nmax_connections = 2",
+    );
+    let server = Server::start(&config, &sample_rules());
+    let mut first = TcpStream::connect(&server.address).await.unwrap();
+    let mut second = TcpStream::connect(&server.address).await.unwrap();
+    for (stream, id) in [(&mut first, "cap-1"), (&mut second, "cap-2")] {
+        let answer = exchange_on(stream, id).await.expect("served under the cap");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+
+    // Both connections stay open: a third is left in the listen queue, its request unanswered.
+    let mut third = TcpStream::connect(&server.address).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let answer = exchange_on(&mut third, "cap-3").await;
+        (answer, third)
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served while two were open with max_connections = 2"
+    );
+
+    // One ends: the third is accepted and served.
+    drop(first);
+    let (answer, _third) = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the third connection was not served after one ended")
+        .unwrap();
+    let answer = answer.expect("an answer on the third connection");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The second is still served too.
+    let answer = exchange_on(&mut second, "cap-4").await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    println!(
+        "hostile: max_connections = 2: third connection waited while 2 were open, served after one closed; 4 requests answered 200"
+    );
+}

@@ -174,3 +174,73 @@ async fn requests_beyond_the_pending_bound_are_shed_whole_and_the_admitted_are_s
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_body_declared_over_the_free_budget_is_shed_before_it_is_read() {
+    let body_len = batch(0).len();
+    let bound = (body_len * 3 / 2) as u64;
+    let (arrived, mut arrivals) = mpsc::unbounded_channel();
+    let sink = Arc::new(HeldSink {
+        gate: Semaphore::new(0),
+        arrived,
+        stored: Mutex::new(Vec::new()),
+    });
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(IngestState {
+        sink: sink.clone(),
+        write_keys: WriteKeys::new(vec!["test-key".into()]),
+        rate_limiter: None,
+        metrics: metrics.clone(),
+        rules: None,
+        privacy: IngestPrivacy::default(),
+        body_timeout: std::time::Duration::from_secs(600),
+        admission: Admission::new(bound),
+    });
+    let app = ingest::router(state, &["*".to_owned()]);
+    let admitted = tokio::spawn(app.clone().oneshot(post(batch(0))));
+    assert_eq!(arrivals.recv().await, Some(20));
+
+    // Its head declares a body as large as the first, which does not fit in what is left; the
+    // body itself never arrives, so an answer proves it was not waited for.
+    let (_sender_kept_open, never_written) = tokio::io::duplex(64);
+    let request = Request::post("/v1/batch")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer test-key")
+        .header(header::CONTENT_LENGTH, body_len)
+        .body(Body::from_stream(tokio_util::io::ReaderStream::new(
+            never_written,
+        )))
+        .unwrap();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        app.clone().oneshot(request),
+    )
+    .await
+    .expect("the request waited for its body instead of being shed")
+    .unwrap();
+    let (status, retry_after, body) = answer(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+
+    // A request whose declared body fits is read and taken as usual.
+    let small = serde_json::to_vec(&json!({"batch": [{"id": "small-1", "name": "ping", "data": {}, "anonymous_id": "anon-2"}]})).unwrap();
+    assert!((small.len() as u64) < bound - body_len as u64);
+    let taken = tokio::spawn(app.clone().oneshot(post(small)));
+    assert_eq!(arrivals.recv().await, Some(1));
+    sink.gate.add_permits(10);
+    assert_eq!(
+        answer(admitted.await.unwrap().unwrap()).await.0,
+        StatusCode::OK
+    );
+    let (status, _, body) = answer(taken.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stored = sink.stored.lock().unwrap().clone();
+    assert_eq!(stored.len(), 21, "{stored:?} {body}");
+    assert!(stored.contains(&"small-1".to_owned()), "{stored:?}");
+    assert!(
+        metrics
+            .encode()
+            .contains("tributary_ingest_shed_requests_total 1")
+    );
+}

@@ -103,6 +103,8 @@ pub struct ServerConfig {
     /// The most request body bytes waiting to be made durable at once; a request beyond it is
     /// answered `503` (see `ingest::admission`).
     pub max_pending_bytes: u64,
+    /// The most connections served at once; more wait in the listen queue until one closes.
+    pub max_connections: usize,
 }
 
 /// `[storage]`: the durable log and the DLQ.
@@ -193,6 +195,7 @@ struct RawServer {
     body_timeout: String,
     header_timeout: String,
     max_pending_bytes: u64,
+    max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -207,6 +210,7 @@ impl Default for RawServer {
             body_timeout: "30s".into(),
             header_timeout: "10s".into(),
             max_pending_bytes: crate::ingest::admission::DEFAULT_MAX_PENDING_BYTES,
+            max_connections: crate::http_listener::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -320,6 +324,16 @@ impl Config {
                 ),
             ));
         }
+        let max_connections = raw.server.max_connections;
+        if !(1..=crate::http_listener::MAX_MAX_CONNECTIONS).contains(&max_connections) {
+            return Err(invalid(
+                "server.max_connections",
+                format!(
+                    "{max_connections} is out of range: it must be 1 to {}",
+                    crate::http_listener::MAX_MAX_CONNECTIONS
+                ),
+            ));
+        }
         let server = ServerConfig {
             listen: raw.server.listen,
             write_keys,
@@ -333,6 +347,7 @@ impl Config {
             header_timeout: positive_duration(&raw.server.header_timeout)
                 .map_err(|message| invalid("server.header_timeout", message))?,
             max_pending_bytes,
+            max_connections,
         };
         let privacy = PrivacyConfig {
             ip_mode: raw

@@ -386,3 +386,18 @@ fn max_pending_bytes_has_a_default_and_must_hold_the_largest_body() {
         );
     }
 }
+
+#[test]
+fn max_connections_has_a_default_and_must_be_positive() {
+    let config = Config::parse("", file_source()).unwrap();
+    assert_eq!(config.server.max_connections, 1024);
+    let config = Config::parse("[server]\nmax_connections = 10\n", file_source()).unwrap();
+    assert_eq!(config.server.max_connections, 10);
+    let error = Config::parse("[server]\nmax_connections = 0\n", file_source())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("server.max_connections") && error.contains("out of range"),
+        "{error}"
+    );
+}

@@ -13,7 +13,9 @@
 //!   with the same ids is the only copy.
 //! - Shedding never waits: an overloaded server answers fast, so clients back off sooner.
 //! - A body being received is not counted; it is bounded per connection by `MAX_BODY_BYTES` and
-//!   `body_timeout` (see [`super::body`]).
+//!   `body_timeout` (see [`super::body`]), and connections by `server.max_connections`. A request
+//!   whose `Content-Length` is over the bytes free is shed before its body is read
+//!   ([`Admission::check_room`]), so under overload shed requests' bodies are not buffered.
 
 use std::sync::Arc;
 
@@ -68,6 +70,21 @@ impl Admission {
         }
     }
 
+    /// Whether `bytes` are free now, without taking them: a request whose declared body would
+    /// not fit is shed before its body is read.
+    ///
+    /// # Errors
+    /// [`Overloaded`] when fewer than `bytes` (at least one) are free.
+    pub fn check_room(&self, bytes: usize) -> Result<(), Overloaded> {
+        if self.available() >= bytes.max(1) {
+            Ok(())
+        } else {
+            Err(Overloaded {
+                max_pending_bytes: self.max_pending_bytes,
+            })
+        }
+    }
+
     /// Bytes free now.
     pub fn available(&self) -> usize {
         self.permits.available_permits()
@@ -101,6 +118,17 @@ mod tests {
         let admission = Admission::new(10);
         assert!(admission.try_admit(11).is_err());
         assert_eq!(admission.available(), 10);
+    }
+
+    #[test]
+    fn room_is_checked_without_taking_it() {
+        let admission = Admission::new(100);
+        let held = admission.try_admit(70).unwrap();
+        assert!(admission.check_room(30).is_ok());
+        assert!(admission.check_room(31).is_err());
+        assert_eq!(admission.available(), 30);
+        drop(held);
+        assert!(admission.check_room(100).is_ok());
     }
 
     #[test]

@@ -12,6 +12,9 @@ use http_body_util::BodyExt;
 
 use super::errors::ApiError;
 
+/// What a gzip stream may take beyond what it holds (its header and trailer, generously).
+const GZIP_FRAMING: usize = 1024;
+
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -68,6 +71,38 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
+/// The body's size as its `Content-Length` declares it (compressed, for gzip), if it does.
+pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Refuses a body whose `Content-Length` is already over `limit` (a gzip stream may be up to
+/// 1 KiB over: its header and trailer), before any of it is read.
+///
+/// # Errors
+/// `413`.
+pub fn check_declared_length(
+    declared: usize,
+    encoding: Encoding,
+    limit: usize,
+) -> Result<(), ApiError> {
+    let allowed = match encoding {
+        Encoding::Identity => limit,
+        Encoding::Gzip => limit + GZIP_FRAMING,
+    };
+    if declared > allowed {
+        Err(ApiError::body_too_large(limit))
+    } else {
+        Ok(())
+    }
+}
+
 /// Reads the whole body, decompressing gzip, and refuses it as soon as it passes `limit` bytes.
 ///
 /// # Errors
@@ -86,7 +121,7 @@ pub async fn read_limited(
         if let Some(data) = frame.data_ref() {
             // A gzip stream is never meaningfully larger than what it holds, so the raw limit
             // is the same (plus the gzip header and trailer).
-            if raw.len() + data.len() > limit + 1024
+            if raw.len() + data.len() > limit + GZIP_FRAMING
                 || (encoding == Encoding::Identity && raw.len() + data.len() > limit)
             {
                 return Err(ApiError::body_too_large(limit));

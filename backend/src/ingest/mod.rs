@@ -232,6 +232,17 @@ async fn handle(
     body::check_content_type(headers)?;
     let encoding = body::content_encoding(headers)?;
     let header_key = state.write_keys.from_headers(headers)?;
+    let shed = |overloaded: admission::Overloaded| {
+        state.metrics.ingest_shed_requests.inc();
+        ApiError::overloaded(overloaded.max_pending_bytes, UNAVAILABLE_RETRY_AFTER)
+    };
+    // A body declared larger than the budget left is shed before it is read: under overload the
+    // bodies of shed requests are never buffered (hyper drains what already arrived, or closes).
+    // (A body declared over the size limit is refused as too large, not shed.)
+    if let Some(declared) = body::declared_length(headers) {
+        body::check_declared_length(declared, encoding, MAX_BODY_BYTES)?;
+        state.admission.check_room(declared).map_err(shed)?;
+    }
     let bytes = tokio::time::timeout(
         state.body_timeout,
         body::read_limited(body, encoding, MAX_BODY_BYTES),
@@ -240,13 +251,7 @@ async fn handle(
     .map_err(|_| ApiError::body_timeout(state.body_timeout))??;
     // Held until the sink has answered: the body, and the events parsed from it, count against
     // `max_pending_bytes` until then.
-    let _admitted = state
-        .admission
-        .try_admit(bytes.len())
-        .map_err(|overloaded| {
-            state.metrics.ingest_shed_requests.inc();
-            ApiError::overloaded(overloaded.max_pending_bytes, UNAVAILABLE_RETRY_AFTER)
-        })?;
+    let _admitted = state.admission.try_admit(bytes.len()).map_err(shed)?;
 
     let parsed = match shape {
         RequestShape::Batch => events::parse_batch(&bytes)?,
