@@ -401,3 +401,16 @@ fn max_connections_has_a_default_and_must_be_positive() {
         "{error}"
     );
 }
+
+#[test]
+fn local_destinations_default_to_larger_batches() {
+    let text = "[destinations.w]\nkind = \"sqlite\"\npath = \"w.db\"\n[destinations.j]\nkind = \"jsonl\"\npath = \"j.jsonl\"\n[destinations.h]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n[destinations.s]\nkind = \"sqlite\"\npath = \"s.db\"\nbatch_size = 10\n";
+    let config = Config::parse(text, file_source()).unwrap();
+    assert_eq!(config.destinations["w"].batch_size, 1000);
+    assert_eq!(config.destinations["j"].batch_size, 1000);
+    assert_eq!(config.destinations["h"].batch_size, 100);
+    assert_eq!(
+        config.destinations["s"].batch_size, 10,
+        "an explicit size wins"
+    );
+}
