@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::connectors::retry::RetryPolicy;
 use crate::delivery::DestinationWorker;
 use crate::delivery::job::JobContext;
+use crate::delivery::runtime::DeliveryRuntime;
 use crate::dlq::DeadLetterQueue;
 use crate::dlq::redrive::RedriveTarget;
 use crate::ingest::{self, Admission, IngestState, RateLimiter, WriteKeys};
@@ -181,6 +182,8 @@ impl LocalPipeline {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut workers = JoinSet::new();
+        let delivery = DeliveryRuntime::start()
+            .map_err(|error| setup(format!("cannot start the delivery threads: {error}")))?;
         for (name, destination) in &config.destinations {
             metrics.declare_destination(name);
             let target = &targets[name];
@@ -202,11 +205,14 @@ impl LocalPipeline {
             };
             let token = shutdown.clone();
             let name = name.clone();
-            workers.spawn(async move {
-                if let Err(error) = worker.run(token).await {
-                    tracing::error!(message = "delivery worker stopped", destination = %name, %error);
-                }
-            });
+            workers.spawn_on(
+                async move {
+                    if let Err(error) = worker.run(token).await {
+                        tracing::error!(message = "delivery worker stopped", destination = %name, %error);
+                    }
+                },
+                delivery.handle(),
+            );
         }
         let destinations: Vec<String> = config.destinations.keys().cloned().collect();
         tasks.spawn(maintain(
@@ -230,6 +236,7 @@ impl LocalPipeline {
             // The listener is closed: stop the workers, then the log.
             server_shutdown.cancel();
             while workers.join_next().await.is_some() {}
+            drop(delivery);
             server_log.close().await;
         });
         Ok(Self {

@@ -4,6 +4,7 @@
 //!
 //! - [`worker`]: following the log, batching, per-key order, committing offsets.
 //! - [`job`]: one batch's attempts, backoff and dead-lettering.
+//! - [`runtime`]: the lower-priority runtime the workers run on in `tributary serve`.
 //!
 //! # Invariants
 //! - Order holds per (destination, key) for first attempts: a key with a batch in flight or
@@ -14,6 +15,7 @@
 //!   webhooks deduplicate by event id).
 
 pub mod job;
+pub mod runtime;
 pub mod worker;
 
 pub use worker::DestinationWorker;
