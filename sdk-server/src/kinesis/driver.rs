@@ -34,6 +34,7 @@ use super::metrics::{Metrics, add};
 use super::outcome::{FailureReason, PutOutcome, RecordFailure};
 use super::shard_map::{ShardMap, ShardRange};
 use super::spool::Spool;
+use super::staging::{Batch, Staged, Staging};
 use super::{Record, ShutdownReport};
 use crate::Error;
 
@@ -50,7 +51,6 @@ const EXPIRY_GRANULARITY: Duration = Duration::from_millis(100);
 const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
 pub(crate) enum Command {
-    Record(Pending),
     Flush(oneshot::Sender<Result<(), Error>>),
     Shutdown {
         deadline: Instant,
@@ -64,6 +64,7 @@ pub(crate) struct Shared {
     pub(crate) records: Semaphore,
     pub(crate) bytes: Semaphore,
     pub(crate) metrics: Metrics,
+    pub(crate) staging: Staging,
 }
 
 struct InFlight {
@@ -99,6 +100,8 @@ pub(crate) struct Driver {
     api: Api,
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
+    /// The batch taken from the staging last time, emptied (kept for its capacity).
+    staged: Batch,
     shared: Arc<Shared>,
     map: ShardMap,
     /// One per shard of `map`, then one for records no known shard holds.
@@ -146,6 +149,7 @@ impl Driver {
             api,
             commands,
             commands_open: true,
+            staged: Batch::default(),
             shared,
             map: ShardMap::default(),
             shards: vec![ShardState::new(
@@ -190,6 +194,7 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut received = Vec::with_capacity(COMMAND_BATCH);
         loop {
+            self.take_staged().await;
             let now = Instant::now();
             self.expire(now);
             self.dispatch(now);
@@ -222,23 +227,24 @@ impl Driver {
                     }));
                     self.refreshed(result);
                 }
+                () = self.shared.staging.landed() => {}
                 count = self.commands.recv_many(&mut received, COMMAND_BATCH), if self.commands_open => {
+                    // Records sent before a flush belong to its epoch.
+                    self.take_staged().await;
                     if count == 0 {
                         self.commands_open = false;
                         self.begin_shutdown(Instant::now() + IMPLICIT_SHUTDOWN, None);
                     }
-                    self.handle(&mut received).await;
+                    self.handle(&mut received);
                 }
                 () = sleep_until(wake), if wake.is_some() => {}
             }
         }
     }
 
-    async fn handle(&mut self, received: &mut Vec<Command>) {
-        self.persist(received).await;
+    fn handle(&mut self, received: &mut Vec<Command>) {
         for command in received.drain(..) {
             match command {
-                Command::Record(record) => self.accept(record),
                 Command::Flush(reply) => {
                     let epoch = self.new_epoch();
                     self.flushes.push(PendingFlush {
@@ -254,17 +260,33 @@ impl Driver {
         }
     }
 
+    /// Takes the records `send` handed over since last time, writes them to the spool (if
+    /// there is one) and accepts them.
+    async fn take_staged(&mut self) {
+        self.shared.staging.take(&mut self.staged);
+        if self.staged.is_empty() {
+            return;
+        }
+        let ttl = self.config.record_ttl;
+        let mut records: Vec<Pending> = self
+            .staged
+            .drain()
+            .map(|(staged, key, data)| staged_pending(staged, key, data, ttl))
+            .collect();
+        self.persist(&mut records).await;
+        for record in records {
+            self.accept(record);
+        }
+    }
+
     /// Writes the records just received to the spool, if there is one.
-    async fn persist(&mut self, received: &mut [Command]) {
+    async fn persist(&mut self, received: &mut [Pending]) {
         let Some(spool) = &mut self.spool else {
             return;
         };
         let mut records: Vec<&mut Pending> = received
             .iter_mut()
-            .filter_map(|command| match command {
-                Command::Record(record) if record.spool_seq.is_none() => Some(record),
-                _ => None,
-            })
+            .filter(|record| record.spool_seq.is_none())
             .collect();
         if records.is_empty() {
             return;
@@ -782,6 +804,7 @@ impl Driver {
         reply: Option<oneshot::Sender<ShutdownReport>>,
     ) {
         self.commands.close();
+        self.shared.staging.close();
         self.shared.records.close();
         self.shared.bytes.close();
         match &mut self.shutdown {
@@ -827,17 +850,9 @@ impl Driver {
     }
 
     async fn finish(mut self) {
-        // Records received just before the shutdown are given an outcome like the rest.
-        let mut received = Vec::new();
-        while let Ok(command) = self.commands.try_recv() {
-            received.push(command);
-        }
-        self.persist(&mut received).await;
-        for command in received {
-            if let Command::Record(record) = command {
-                self.accept(record);
-            }
-        }
+        // Records received just before the shutdown are given an outcome like the rest (the
+        // staging is closed: nothing more comes in).
+        self.take_staged().await;
         self.requests.abort_all();
         while self.requests.join_next().await.is_some() {}
         let in_flight: Vec<InFlight> = self.in_flight.drain().map(|(_, value)| value).collect();
@@ -908,6 +923,33 @@ pub(crate) fn pending(
         epoch: 0,
         spool_seq: None,
         buffer_bytes,
+    }
+}
+
+/// A user record as the staging handed it over: its copies of the key and data are allocated
+/// here, on the task's thread, which frees them.
+fn staged_pending(staged: Staged, key: &str, data: &[u8], ttl: Duration) -> Pending {
+    Pending {
+        partition_key: key.to_owned(),
+        explicit_hash_key: staged.explicit_hash_key,
+        hash: staged.hash,
+        data: data.to_vec(),
+        arrived: staged.arrived,
+        waiting_since: staged.arrived,
+        expires: staged.arrived + ttl,
+        attempts: Vec::new(),
+        reply: staged.reply,
+        epoch: 0,
+        spool_seq: None,
+        buffer_bytes: staged.buffer_bytes,
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // A task that ends (or is dropped with its runtime) refuses later records, and the
+        // handles of records it never took resolve as unknown.
+        self.shared.staging.close_and_discard();
     }
 }
 
