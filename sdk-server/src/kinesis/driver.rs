@@ -69,7 +69,6 @@ pub(crate) struct Shared {
 
 struct InFlight {
     records: Vec<KinesisRecord>,
-    data_lens: Vec<usize>,
     started: Instant,
     started_at: SystemTime,
 }
@@ -186,7 +185,7 @@ impl Driver {
             driver.install_map(shards, now);
         }
         for record in restored {
-            driver.accept(record);
+            driver.accept_owned(record);
         }
         driver
     }
@@ -268,42 +267,34 @@ impl Driver {
             return;
         }
         let ttl = self.config.record_ttl;
-        let mut records: Vec<Pending> = self
-            .staged
+        // Taken out of `self` while its records (which borrow its bytes) are accepted.
+        let mut batch = std::mem::take(&mut self.staged);
+        let mut records: Vec<(Pending, &str, &[u8])> = batch
             .drain()
-            .map(|(staged, key, data)| staged_pending(staged, key, data, ttl))
+            .map(|(staged, key, data)| (staged_pending(staged, ttl), key, data))
             .collect();
         self.persist(&mut records).await;
-        for record in records {
-            self.accept(record);
+        for (record, key, data) in records {
+            self.accept(record, key, data);
         }
+        self.staged = batch;
     }
 
     /// Writes the records just received to the spool, if there is one.
-    async fn persist(&mut self, received: &mut [Pending]) {
+    async fn persist(&mut self, records: &mut [(Pending, &str, &[u8])]) {
         let Some(spool) = &mut self.spool else {
             return;
         };
-        let mut records: Vec<&mut Pending> = received
-            .iter_mut()
-            .filter(|record| record.spool_seq.is_none())
-            .collect();
         if records.is_empty() {
             return;
         }
         let rows = records
             .iter()
-            .map(|record| {
-                (
-                    record.partition_key.as_str(),
-                    record.explicit_hash_key.as_deref(),
-                    record.data.as_slice(),
-                )
-            })
+            .map(|(record, key, data)| (*key, record.explicit_hash_key.as_deref(), *data))
             .collect();
         match spool.persist(rows).await {
             Ok(seqs) => {
-                for (record, seq) in records.iter_mut().zip(seqs) {
+                for ((record, _, _), seq) in records.iter_mut().zip(seqs) {
                     record.spool_seq = Some(seq);
                 }
             }
@@ -323,21 +314,34 @@ impl Driver {
         current
     }
 
-    fn accept(&mut self, mut record: Pending) {
+    /// Accepts a record whose partition key and data are given apart from it.
+    fn accept(&mut self, mut record: Pending, partition_key: &str, data: &[u8]) {
         if let Some(epoch) = self.epochs.back_mut() {
             epoch.outstanding += 1;
             record.epoch = epoch.id;
         }
-        self.route(record);
+        self.route(record, partition_key, data);
     }
 
-    fn route(&mut self, record: Pending) {
+    /// Accepts a record that holds its own partition key and data.
+    fn accept_owned(&mut self, mut record: Pending) {
+        let (key, data) = take_key_and_data(&mut record);
+        self.accept(record, &key, &data);
+    }
+
+    fn route(&mut self, record: Pending, partition_key: &str, data: &[u8]) {
         self.next_expiry = Some(
             self.next_expiry
                 .map_or(record.expires, |next| next.min(record.expires)),
         );
         let index = self.map.lookup(record.hash).unwrap_or(self.map.len());
-        self.shards[index].add(record, self.aggregation);
+        self.shards[index].add(record, partition_key, data, self.aggregation);
+    }
+
+    /// Routes again a record taken out of a Kinesis record (with its key and data).
+    fn reroute(&mut self, mut record: Pending) {
+        let (key, data) = take_key_and_data(&mut record);
+        self.route(record, &key, &data);
     }
 
     fn forcing(&self) -> bool {
@@ -406,13 +410,12 @@ impl Driver {
         batch
     }
 
-    fn start(&mut self, mut records: Vec<KinesisRecord>, now: Instant) {
+    fn start(&mut self, records: Vec<KinesisRecord>, now: Instant) {
         let mut entries = Vec::with_capacity(records.len());
-        let mut data_lens = Vec::with_capacity(records.len());
-        for record in &mut records {
-            data_lens.push(record.data.len());
+        for record in &records {
+            // The request gets a copy: the records keep theirs, to be retried or returned.
             let entry = PutRecordsRequestEntry::builder()
-                .data(Blob::new(std::mem::take(&mut record.data)))
+                .data(Blob::new(record.data.clone()))
                 .partition_key(record.partition_key.clone())
                 .set_explicit_hash_key(record.explicit_hash_key.clone())
                 .build();
@@ -444,7 +447,6 @@ impl Driver {
             handle.id(),
             InFlight {
                 records,
-                data_lens,
                 started: now,
                 started_at: SystemTime::now(),
             },
@@ -459,7 +461,6 @@ impl Driver {
             .observe(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
         let InFlight {
             records,
-            data_lens,
             started,
             started_at,
         } = in_flight;
@@ -476,7 +477,7 @@ impl Driver {
                 ]
             }
         };
-        for ((record, result), data_len) in records.into_iter().zip(results).zip(data_lens) {
+        for (record, result) in records.into_iter().zip(results) {
             let shard = record
                 .shard
                 .as_ref()
@@ -495,7 +496,10 @@ impl Driver {
                     }
                     let metrics = &self.shared.metrics;
                     add(&metrics.kinesis_records_put, 1);
-                    add(&metrics.kinesis_records_data_put_bytes, data_len as u64);
+                    add(
+                        &metrics.kinesis_records_data_put_bytes,
+                        record.data.len() as u64,
+                    );
                     let members = record.members.len() as u64;
                     metrics.user_records_per_kinesis_record.observe(members);
                     add(&metrics.user_records_put, members);
@@ -531,7 +535,7 @@ impl Driver {
                     // Records of no known shard back off together.
                     let index = shard.unwrap_or(self.shards.len() - 1);
                     self.back_off(index, &code, now);
-                    for mut member in record.members {
+                    for mut member in record.into_members() {
                         self.observe_first_attempt(&member, started);
                         member.record_attempt(
                             started,
@@ -545,7 +549,7 @@ impl Driver {
                         if member.expires <= now {
                             self.fail(member, FailureReason::Expired);
                         } else {
-                            self.route(member);
+                            self.reroute(member);
                         }
                     }
                 }
@@ -669,7 +673,7 @@ impl Driver {
         }
         self.next_expiry = None;
         for member in keep {
-            self.route(member);
+            self.reroute(member);
         }
         let earliest = self
             .shards
@@ -758,7 +762,7 @@ impl Driver {
         self.map = map;
         self.next_expiry = None;
         for member in waiting {
-            self.route(member);
+            self.reroute(member);
         }
     }
 
@@ -858,7 +862,7 @@ impl Driver {
         let in_flight: Vec<InFlight> = self.in_flight.drain().map(|(_, value)| value).collect();
         for request in in_flight {
             for record in request.records {
-                for member in record.members {
+                for member in record.into_members() {
                     self.unsent_at_shutdown += 1;
                     self.fail(member, FailureReason::Unknown);
                 }
@@ -926,14 +930,14 @@ pub(crate) fn pending(
     }
 }
 
-/// A user record as the staging handed it over: its copies of the key and data are allocated
-/// here, on the task's thread, which frees them.
-fn staged_pending(staged: Staged, key: &str, data: &[u8], ttl: Duration) -> Pending {
+/// A user record as the staging handed it over (its key and data stay in the batch until they
+/// are copied into an aggregate).
+fn staged_pending(staged: Staged, ttl: Duration) -> Pending {
     Pending {
-        partition_key: key.to_owned(),
+        partition_key: String::new(),
         explicit_hash_key: staged.explicit_hash_key,
         hash: staged.hash,
-        data: data.to_vec(),
+        data: Vec::new(),
         arrived: staged.arrived,
         waiting_since: staged.arrived,
         expires: staged.arrived + ttl,
@@ -943,6 +947,13 @@ fn staged_pending(staged: Staged, key: &str, data: &[u8], ttl: Duration) -> Pend
         spool_seq: None,
         buffer_bytes: staged.buffer_bytes,
     }
+}
+
+fn take_key_and_data(record: &mut Pending) -> (String, Vec<u8>) {
+    (
+        std::mem::take(&mut record.partition_key),
+        std::mem::take(&mut record.data),
+    )
 }
 
 impl Drop for Driver {
