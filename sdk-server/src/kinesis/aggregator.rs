@@ -341,6 +341,12 @@ impl ShardState {
         open.into_iter().chain(ready).min()
     }
 
+    /// Whether more Kinesis records are ready than go out at once (a shard held back by its
+    /// budget, its backoff or the requests in flight).
+    pub(crate) fn backlogged(&self) -> bool {
+        self.ready.len() > 1
+    }
+
     /// When the front of `ready` may be sent, given the backoff and the limiter (`None` when
     /// nothing is ready).
     pub(crate) fn sendable_at(&self, now: Instant, flushing: bool) -> Option<Instant> {

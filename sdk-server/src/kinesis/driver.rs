@@ -11,8 +11,17 @@
 //!   retried; a refused entry's shard backs off (exponential ceiling, full jitter) before it is
 //!   sent to again.
 //! - A record still waiting once its TTL has passed is failed within 100 ms.
+//! - Records handed over are taken from the staging at most once per `take_interval`
+//!   (`max_buffered_time` / 10, at most 10 ms) while they keep coming, at once after a quiet
+//!   spell, and at once by a flush or shutdown: the task wakes for a burst of records a few
+//!   times, not once per record.
 //! - Every `PutRecords` holds at most `collection_max_count` entries and
 //!   `collection_max_bytes`; every shard gets at most its token bucket's budget.
+//! - A shard with a backlog (more Kinesis records ready than its budget lets go at once) is
+//!   sent to at most once per `max_buffered_time` / 2 by a request that is not full, with
+//!   everything its budget allows then: under saturation the budget (which a bucket keeps for a
+//!   second) goes out in a few large requests instead of one small request per refill. A shard
+//!   without a backlog sends as soon as its records are due.
 //! - Buffer permits (records and bytes) are returned when a record ends, so `send` waits only
 //!   while the buffer really is full.
 
@@ -30,7 +39,7 @@ use tributary_core::policy::{exponential_ceiling, full_jitter};
 use super::aggregator::{Aggregation, AttemptOutcome, KinesisRecord, Pending, ShardState};
 use super::api::{Api, EntryResult, RequestError};
 use super::config::Config;
-use super::metrics::{Metrics, add};
+use super::metrics::{Metrics, Observations, add};
 use super::outcome::{FailureReason, PutOutcome, RecordFailure};
 use super::shard_map::{ShardMap, ShardRange};
 use super::spool::Spool;
@@ -47,6 +56,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
 /// How often waiting records are checked against their TTL, at most.
 const EXPIRY_GRANULARITY: Duration = Duration::from_millis(100);
+/// The longest time between two takes from the staging while records keep coming.
+const MAX_TAKE_INTERVAL: Duration = Duration::from_millis(10);
 /// Kinesis's error code for a shard over its limits.
 const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
@@ -101,6 +112,14 @@ pub(crate) struct Driver {
     commands_open: bool,
     /// The batch taken from the staging last time, emptied (kept for its capacity).
     staged: Batch,
+    /// Whether records landed in the staging since the last take.
+    staged_waiting: bool,
+    last_take: Instant,
+    take_interval: Duration,
+    /// When the last `PutRecords` started.
+    last_start: Option<Instant>,
+    /// The shortest time between two requests that are not full, for shards with a backlog.
+    pace: Duration,
     shared: Arc<Shared>,
     map: ShardMap,
     /// One per shard of `map`, then one for records no known shard holds.
@@ -149,6 +168,11 @@ impl Driver {
             commands,
             commands_open: true,
             staged: Batch::default(),
+            staged_waiting: false,
+            last_take: now,
+            take_interval: (config.max_buffered_time / 10).min(MAX_TAKE_INTERVAL),
+            last_start: None,
+            pace: config.max_buffered_time / 2,
             shared,
             map: ShardMap::default(),
             shards: vec![ShardState::new(
@@ -193,7 +217,9 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut received = Vec::with_capacity(COMMAND_BATCH);
         loop {
-            self.take_staged().await;
+            if self.staged_waiting && Instant::now() >= self.last_take + self.take_interval {
+                self.take_staged().await;
+            }
             let now = Instant::now();
             self.expire(now);
             self.dispatch(now);
@@ -226,7 +252,9 @@ impl Driver {
                     }));
                     self.refreshed(result);
                 }
-                () = self.shared.staging.landed() => {}
+                () = self.shared.staging.landed(), if !self.staged_waiting => {
+                    self.staged_waiting = true;
+                }
                 count = self.commands.recv_many(&mut received, COMMAND_BATCH), if self.commands_open => {
                     // Records sent before a flush belong to its epoch.
                     self.take_staged().await;
@@ -262,6 +290,8 @@ impl Driver {
     /// Takes the records `send` handed over since last time, writes them to the spool (if
     /// there is one) and accepts them.
     async fn take_staged(&mut self) {
+        self.staged_waiting = false;
+        self.last_take = Instant::now();
         self.shared.staging.take(&mut self.staged);
         if self.staged.is_empty() {
             return;
@@ -361,10 +391,10 @@ impl Driver {
         let (count, bytes) = self.shards.iter().fold((0, 0), |(count, bytes), shard| {
             (count + shard.ready.len(), bytes + shard.ready_bytes)
         });
-        let due = self
-            .shards
-            .iter()
-            .any(|shard| shard.ready_due.is_some_and(|due| due <= now));
+        let paced = self.last_start.is_some_and(|at| now < at + self.pace);
+        let due = self.shards.iter().any(|shard| {
+            shard.ready_due.is_some_and(|due| due <= now) && !(paced && shard.backlogged())
+        });
         let full =
             count >= self.config.collection_max_count || bytes >= self.config.collection_max_bytes;
         if !(forcing || due || full) {
@@ -411,6 +441,7 @@ impl Driver {
     }
 
     fn start(&mut self, records: Vec<KinesisRecord>, now: Instant) {
+        self.last_start = Some(now);
         let mut entries = Vec::with_capacity(records.len());
         for record in &records {
             // The request gets a copy: the records keep theirs, to be retried or returned.
@@ -503,12 +534,14 @@ impl Driver {
                     let members = record.members.len() as u64;
                     metrics.user_records_per_kinesis_record.observe(members);
                     add(&metrics.user_records_put, members);
+                    // Observed once per Kinesis record, not once per user record.
+                    let mut buffering = Observations::default();
+                    let mut retries = Observations::default();
                     for (index, mut member) in (0u64..).zip(record.members) {
-                        self.observe_first_attempt(&member, started);
-                        self.shared
-                            .metrics
-                            .retries_per_record
-                            .observe(member.attempts.len() as u64);
+                        if member.attempts.is_empty() {
+                            buffering.add(waited_ms(&member, started));
+                        }
+                        retries.add(member.attempts.len() as u64);
                         // The outcome is built only for a handle still waiting for it.
                         if let Some(reply) = member.reply.take().filter(|reply| !reply.is_closed())
                         {
@@ -529,6 +562,9 @@ impl Driver {
                         }
                         self.settle(&member, false);
                     }
+                    let metrics = &self.shared.metrics;
+                    metrics.buffering_time_ms.observe_all(&buffering);
+                    metrics.retries_per_record.observe_all(&retries);
                 }
                 EntryResult::Failed { code, message } => {
                     self.shared.metrics.error(&code, 1);
@@ -559,13 +595,10 @@ impl Driver {
 
     fn observe_first_attempt(&self, member: &Pending, started: Instant) {
         if member.attempts.is_empty() {
-            let waited = started
-                .saturating_duration_since(member.arrived)
-                .as_millis();
             self.shared
                 .metrics
                 .buffering_time_ms
-                .observe(u64::try_from(waited).unwrap_or(u64::MAX));
+                .observe(waited_ms(member, started));
         }
     }
 
@@ -838,13 +871,21 @@ impl Driver {
                 wake = Some(wake.map_or(at, |wake| wake.min(at)));
             }
         };
+        let paced_until = self.last_start.map(|at| at + self.pace);
         for shard in &self.shards {
             consider(shard.open_due());
             if room {
-                consider(shard.sendable_at(now, forcing));
+                let mut at = shard.sendable_at(now, forcing);
+                if !forcing && shard.backlogged() {
+                    at = at.map(|at| paced_until.map_or(at, |paced| at.max(paced)));
+                }
+                consider(at);
             }
         }
         consider(self.next_expiry);
+        if self.staged_waiting {
+            consider(Some(self.last_take + self.take_interval));
+        }
         if self.refresh_wanted && self.refresh.is_empty() {
             consider(self.refresh_at);
         }
@@ -947,6 +988,14 @@ fn staged_pending(staged: Staged, ttl: Duration) -> Pending {
         spool_seq: None,
         buffer_bytes: staged.buffer_bytes,
     }
+}
+
+/// How long a record waited before its first attempt, in milliseconds.
+fn waited_ms(member: &Pending, started: Instant) -> u64 {
+    let waited = started
+        .saturating_duration_since(member.arrived)
+        .as_millis();
+    u64::try_from(waited).unwrap_or(u64::MAX)
 }
 
 fn take_key_and_data(record: &mut Pending) -> (String, Vec<u8>) {

@@ -393,7 +393,10 @@ impl Producer {
                 .context
                 .insert("library".into(), self.inner.library.clone());
         }
-        let now = OffsetDateTime::now_utc();
+        // The clock is read only for an event that lacks its time or id.
+        let now = (envelope.timestamp.is_none() || envelope.id.is_none())
+            .then(OffsetDateTime::now_utc)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let happened = *envelope.timestamp.get_or_insert(now);
         if envelope.id.is_none() {
             let at = Timestamp::from_datetime(happened)
