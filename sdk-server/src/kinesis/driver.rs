@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tributary_core::policy::{exponential_ceiling, full_jitter};
 
+use super::ShutdownReport;
 use super::aggregator::{Aggregation, AttemptOutcome, KinesisRecord, Pending, ShardState};
 use super::api::{Api, EntryResult, RequestError};
 use super::config::Config;
@@ -44,7 +45,6 @@ use super::outcome::{FailureReason, PutOutcome, RecordFailure};
 use super::shard_map::{ShardMap, ShardRange};
 use super::spool::Spool;
 use super::staging::{Batch, Staged, Staging};
-use super::{Record, ShutdownReport};
 use crate::Error;
 
 const COMMAND_BATCH: usize = 1024;
@@ -946,9 +946,10 @@ impl Driver {
     }
 }
 
-/// A user record as `send` hands it to the task.
+/// A user record restored from the spool.
+#[cfg(feature = "sqlite")]
 pub(crate) fn pending(
-    record: Record,
+    record: super::Record,
     hash: u128,
     config: &Config,
     reply: Option<super::outcome::Reply>,

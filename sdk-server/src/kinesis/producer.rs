@@ -17,8 +17,8 @@ use tributary_core::{Timestamp, kpl};
 use super::ShutdownReport;
 use super::api::Api;
 use super::config::{Config, WhenFull};
-use super::driver::{self, Command, Driver, Shared};
-use super::metrics::{Metrics, MetricsSnapshot, add};
+use super::driver::{Command, Driver, Shared};
+use super::metrics::{Metrics, MetricsSnapshot};
 use super::outcome::RecordHandle;
 use super::spool::Spool;
 use super::staging::{Staged, Staging};
@@ -200,12 +200,12 @@ fn open_spool(
         .map(|(seq, record)| {
             let hash = hash_key(&record.as_ref());
             // Restored records have no handle; they are counted, not held to the buffer.
-            let mut pending = driver::pending(record, hash, config, None, 0);
+            let mut pending = super::driver::pending(record, hash, config, None, 0);
             pending.spool_seq = Some(seq);
             pending
         })
         .collect::<Vec<_>>();
-    add(&shared.metrics.user_records_received, restored.len() as u64);
+    super::metrics::add(&shared.metrics.user_records_received, restored.len() as u64);
     Ok((Some(spool), restored))
 }
 
