@@ -1,13 +1,20 @@
 //! Per-shard aggregation: user records bound for one predicted shard are packed into a KPL
 //! aggregate until it is full or its oldest record has waited `max_buffered_time`; an
 //! aggregate of one record goes out as that record, raw.
+//!
+//! # Invariants
+//! - A user record's partition key and data are kept once: in the aggregate being built or in
+//!   the Kinesis record that carries it (no allocation per record). Its [`Pending`] holds them
+//!   only while it is outside any Kinesis record; whoever takes members out of a Kinesis record
+//!   to retry or fail them gets them back with their key and data
+//!   ([`KinesisRecord::into_members`], [`ShardState::drain`], which de-aggregate).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tributary_core::kpl::AggregateBuilder;
+use tributary_core::kpl::{self, AggregateBuilder};
 
 use super::limiter::ShardLimiter;
 use super::outcome::{Attempt, Reply};
@@ -15,10 +22,12 @@ use super::outcome::{Attempt, Reply};
 /// A user record inside the producer.
 #[derive(Debug)]
 pub(crate) struct Pending {
+    /// Empty while the record is in an aggregate or Kinesis record (which holds the key).
     pub(crate) partition_key: String,
     pub(crate) explicit_hash_key: Option<String>,
     /// The hash key the record's shard is predicted from.
     pub(crate) hash: u128,
+    /// Empty while the record is in an aggregate or Kinesis record (which holds the data).
     pub(crate) data: Vec<u8>,
     /// When `send` accepted it.
     pub(crate) arrived: Instant,
@@ -96,6 +105,44 @@ impl KinesisRecord {
     pub(crate) fn expires(&self) -> Option<Instant> {
         self.members.iter().map(|member| member.expires).min()
     }
+
+    /// Its user records, each with its partition key and data again.
+    pub(crate) fn into_members(self) -> Vec<Pending> {
+        let Self {
+            mut members,
+            partition_key,
+            data,
+            aggregated,
+            ..
+        } = self;
+        if aggregated {
+            restore(&mut members, &data);
+        } else if let [member] = members.as_mut_slice() {
+            member.partition_key = partition_key;
+            member.data = data;
+        }
+        members
+    }
+}
+
+/// Gives the members of an aggregate their partition keys and data back, in order.
+fn restore(members: &mut [Pending], aggregate: &[u8]) {
+    match kpl::deaggregate("", None, aggregate) {
+        Ok(records) if records.len() == members.len() => {
+            for (member, record) in members.iter_mut().zip(records) {
+                member.partition_key = record.partition_key.to_owned();
+                member.data = record.data.to_vec();
+            }
+        }
+        // The producer built the aggregate from these members: unreachable, but never a panic
+        // (the records still get an outcome, without their data).
+        Ok(records) => tracing::error!(
+            message = "an aggregate holds another number of records than it was built with",
+            records = records.len(),
+            members = members.len()
+        ),
+        Err(error) => tracing::error!(message = "cannot read back an aggregate", %error),
+    }
 }
 
 /// A shard's aggregate being filled.
@@ -103,6 +150,8 @@ impl KinesisRecord {
 struct OpenAggregate {
     builder: AggregateBuilder,
     members: Vec<Pending>,
+    /// Its first member's partition key (the aggregate's own).
+    first_key: String,
     due: Option<Instant>,
 }
 
@@ -144,6 +193,7 @@ impl ShardState {
             open: OpenAggregate {
                 builder: AggregateBuilder::new(aggregation.max_bytes),
                 members: Vec::new(),
+                first_key: String::new(),
                 due: None,
             },
             ready: VecDeque::new(),
@@ -155,27 +205,44 @@ impl ShardState {
         }
     }
 
-    /// Adds a user record: to the open aggregate, or straight to `ready` when not aggregating.
-    pub(crate) fn add(&mut self, record: Pending, aggregation: Aggregation) {
+    /// Adds a user record with its partition key and data (not in `record`): to the open
+    /// aggregate, or straight to `ready` when not aggregating.
+    pub(crate) fn add(
+        &mut self,
+        record: Pending,
+        partition_key: &str,
+        data: &[u8],
+        aggregation: Aggregation,
+    ) {
         let due = record.arrived + aggregation.max_buffered_time;
         if !aggregation.enabled || self.id.is_none() {
-            let raw = raw(record, self.id.clone(), due);
+            let raw = KinesisRecord {
+                partition_key: partition_key.to_owned(),
+                explicit_hash_key: record.explicit_hash_key.clone(),
+                data: data.to_vec(),
+                shard: self.id.clone(),
+                due,
+                aggregated: false,
+                members: vec![record],
+            };
             self.push_ready(raw);
             return;
         }
+        let explicit_hash_key = record.explicit_hash_key.as_deref();
         let fits = self.open.members.len() < aggregation.max_count
-            && self.open.builder.try_add(
-                &record.partition_key,
-                record.explicit_hash_key.as_deref(),
-                &record.data,
-            );
+            && self
+                .open
+                .builder
+                .try_add(partition_key, explicit_hash_key, data);
         if !fits {
             self.seal();
-            self.open.builder.add(
-                &record.partition_key,
-                record.explicit_hash_key.as_deref(),
-                &record.data,
-            );
+            self.open
+                .builder
+                .add(partition_key, explicit_hash_key, data);
+        }
+        if self.open.members.is_empty() {
+            self.open.first_key.clear();
+            self.open.first_key.push_str(partition_key);
         }
         self.open.due = Some(self.open.due.map_or(due, |open| open.min(due)));
         self.open.members.push(record);
@@ -201,8 +268,9 @@ impl ShardState {
         let mut members = std::mem::take(&mut self.open.members);
         let record = match members.pop() {
             None => return,
-            Some(member) if members.is_empty() => {
-                self.open.builder.clear();
+            Some(mut member) if members.is_empty() => {
+                let aggregate = self.open.builder.finish();
+                restore(std::slice::from_mut(&mut member), &aggregate);
                 raw(member, self.id.clone(), due)
             }
             Some(last) => {
@@ -219,7 +287,7 @@ impl ShardState {
             // The aggregate goes where its first record's hash key points: the shard every
             // member was predicted for.
             let explicit_hash_key = Some(first.hash.to_string());
-            let partition_key = first.partition_key.clone();
+            let partition_key = self.open.first_key.clone();
             KinesisRecord {
                 data: self.open.builder.finish(),
                 partition_key,
@@ -247,15 +315,21 @@ impl ShardState {
         Some(record)
     }
 
-    /// Takes every user record out (open aggregate and ready queue), for re-routing.
+    /// Takes every user record out (open aggregate and ready queue), each with its partition
+    /// key and data, for re-routing or failing.
     pub(crate) fn drain(&mut self) -> Vec<Pending> {
-        self.open.builder.clear();
         self.open.due = None;
         let mut members = std::mem::take(&mut self.open.members);
+        if members.is_empty() {
+            self.open.builder.clear();
+        } else {
+            let aggregate = self.open.builder.finish();
+            restore(&mut members, &aggregate);
+        }
         self.ready_due = None;
         self.ready_bytes = 0;
         for record in self.ready.drain(..) {
-            members.extend(record.members);
+            members.extend(record.into_members());
         }
         members
     }
@@ -265,6 +339,12 @@ impl ShardState {
         let open = self.open.members.iter().map(|member| member.expires).min();
         let ready = self.ready.iter().filter_map(KinesisRecord::expires).min();
         open.into_iter().chain(ready).min()
+    }
+
+    /// Whether more Kinesis records are ready than go out at once (a shard held back by its
+    /// budget, its backoff or the requests in flight).
+    pub(crate) fn backlogged(&self) -> bool {
+        self.ready.len() > 1
     }
 
     /// When the front of `ready` may be sent, given the backoff and the limiter (`None` when
@@ -282,14 +362,94 @@ impl ShardState {
     }
 }
 
-fn raw(member: Pending, shard: Option<Arc<str>>, due: Instant) -> KinesisRecord {
+/// A Kinesis record of one user record (its key and data move into it).
+fn raw(mut member: Pending, shard: Option<Arc<str>>, due: Instant) -> KinesisRecord {
     KinesisRecord {
-        partition_key: member.partition_key.clone(),
+        partition_key: std::mem::take(&mut member.partition_key),
         explicit_hash_key: member.explicit_hash_key.clone(),
-        data: member.data.clone(),
+        data: std::mem::take(&mut member.data),
         shard,
         due,
         aggregated: false,
         members: vec![member],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(now: Instant) -> Pending {
+        Pending {
+            partition_key: String::new(),
+            explicit_hash_key: None,
+            hash: 7,
+            data: Vec::new(),
+            arrived: now,
+            waiting_since: now,
+            expires: now + Duration::from_secs(30),
+            attempts: Vec::new(),
+            reply: None,
+            epoch: 0,
+            spool_seq: None,
+            buffer_bytes: 0,
+        }
+    }
+
+    fn keys_and_data(members: &[Pending]) -> Vec<(&str, &[u8])> {
+        members
+            .iter()
+            .map(|member| (member.partition_key.as_str(), member.data.as_slice()))
+            .collect()
+    }
+
+    #[test]
+    fn members_get_their_keys_and_data_back_from_aggregates() {
+        let now = Instant::now();
+        let aggregation = Aggregation {
+            enabled: true,
+            max_bytes: 1_000,
+            max_count: 1_000,
+            max_buffered_time: Duration::from_millis(100),
+        };
+        let mut shard = ShardState::new(Some("shard-0".into()), aggregation, 100, now);
+        let records = [("a", &b"one"[..]), ("b", b"two"), ("a", b"three")];
+        for (key, data) in records {
+            shard.add(pending(now), key, data, aggregation);
+        }
+        shard.seal();
+        let aggregate = shard.pop_ready().unwrap();
+        assert!(aggregate.aggregated);
+        assert_eq!(aggregate.partition_key, "a");
+        assert!(
+            aggregate
+                .members
+                .iter()
+                .all(|member| member.data.is_empty())
+        );
+        assert_eq!(keys_and_data(&aggregate.into_members()), records);
+
+        // From the open aggregate, and from a ready one.
+        for (key, data) in records {
+            shard.add(pending(now), key, data, aggregation);
+        }
+        shard.seal();
+        shard.add(pending(now), "c", b"four", aggregation);
+        let drained = shard.drain();
+        // The open aggregate's first, then the ready ones.
+        let mut expected = vec![("c", &b"four"[..])];
+        expected.extend(records);
+        assert_eq!(keys_and_data(&drained), expected);
+
+        // An aggregate of one record goes out raw.
+        shard.add(pending(now), "d", b"five", aggregation);
+        shard.seal();
+        let raw = shard.pop_ready().unwrap();
+        assert!(!raw.aggregated);
+        assert_eq!(
+            (raw.partition_key.as_str(), raw.data.as_slice()),
+            ("d", &b"five"[..])
+        );
+        assert_eq!(keys_and_data(&raw.into_members()), [("d", &b"five"[..])]);
     }
 }

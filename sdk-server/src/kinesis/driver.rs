@@ -11,8 +11,17 @@
 //!   retried; a refused entry's shard backs off (exponential ceiling, full jitter) before it is
 //!   sent to again.
 //! - A record still waiting once its TTL has passed is failed within 100 ms.
+//! - Records handed over are taken from the staging at most once per `take_interval`
+//!   (`max_buffered_time` / 10, at most 10 ms) while they keep coming, at once after a quiet
+//!   spell, and at once by a flush or shutdown: the task wakes for a burst of records a few
+//!   times, not once per record.
 //! - Every `PutRecords` holds at most `collection_max_count` entries and
 //!   `collection_max_bytes`; every shard gets at most its token bucket's budget.
+//! - A shard with a backlog (more Kinesis records ready than its budget lets go at once) is
+//!   sent to at most once per `max_buffered_time` / 2 by a request that is not full, with
+//!   everything its budget allows then: under saturation the budget (which a bucket keeps for a
+//!   second) goes out in a few large requests instead of one small request per refill. A shard
+//!   without a backlog sends as soon as its records are due.
 //! - Buffer permits (records and bytes) are returned when a record ends, so `send` waits only
 //!   while the buffer really is full.
 
@@ -27,14 +36,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tributary_core::policy::{exponential_ceiling, full_jitter};
 
+use super::ShutdownReport;
 use super::aggregator::{Aggregation, AttemptOutcome, KinesisRecord, Pending, ShardState};
 use super::api::{Api, EntryResult, RequestError};
 use super::config::Config;
-use super::metrics::{Metrics, add};
+use super::metrics::{Metrics, Observations, add};
 use super::outcome::{FailureReason, PutOutcome, RecordFailure};
 use super::shard_map::{ShardMap, ShardRange};
 use super::spool::Spool;
-use super::{Record, ShutdownReport};
+use super::staging::{Batch, Staged, Staging};
 use crate::Error;
 
 const COMMAND_BATCH: usize = 1024;
@@ -46,11 +56,12 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
 /// How often waiting records are checked against their TTL, at most.
 const EXPIRY_GRANULARITY: Duration = Duration::from_millis(100);
+/// The longest time between two takes from the staging while records keep coming.
+const MAX_TAKE_INTERVAL: Duration = Duration::from_millis(10);
 /// Kinesis's error code for a shard over its limits.
 const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
 pub(crate) enum Command {
-    Record(Pending),
     Flush(oneshot::Sender<Result<(), Error>>),
     Shutdown {
         deadline: Instant,
@@ -64,11 +75,11 @@ pub(crate) struct Shared {
     pub(crate) records: Semaphore,
     pub(crate) bytes: Semaphore,
     pub(crate) metrics: Metrics,
+    pub(crate) staging: Staging,
 }
 
 struct InFlight {
     records: Vec<KinesisRecord>,
-    data_lens: Vec<usize>,
     started: Instant,
     started_at: SystemTime,
 }
@@ -99,6 +110,16 @@ pub(crate) struct Driver {
     api: Api,
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
+    /// The batch taken from the staging last time, emptied (kept for its capacity).
+    staged: Batch,
+    /// Whether records landed in the staging since the last take.
+    staged_waiting: bool,
+    last_take: Instant,
+    take_interval: Duration,
+    /// When the last `PutRecords` started.
+    last_start: Option<Instant>,
+    /// The shortest time between two requests that are not full, for shards with a backlog.
+    pace: Duration,
     shared: Arc<Shared>,
     map: ShardMap,
     /// One per shard of `map`, then one for records no known shard holds.
@@ -146,6 +167,12 @@ impl Driver {
             api,
             commands,
             commands_open: true,
+            staged: Batch::default(),
+            staged_waiting: false,
+            last_take: now,
+            take_interval: (config.max_buffered_time / 10).min(MAX_TAKE_INTERVAL),
+            last_start: None,
+            pace: config.max_buffered_time / 2,
             shared,
             map: ShardMap::default(),
             shards: vec![ShardState::new(
@@ -182,7 +209,7 @@ impl Driver {
             driver.install_map(shards, now);
         }
         for record in restored {
-            driver.accept(record);
+            driver.accept_owned(record);
         }
         driver
     }
@@ -190,6 +217,9 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut received = Vec::with_capacity(COMMAND_BATCH);
         loop {
+            if self.staged_waiting && Instant::now() >= self.last_take + self.take_interval {
+                self.take_staged().await;
+            }
             let now = Instant::now();
             self.expire(now);
             self.dispatch(now);
@@ -222,23 +252,26 @@ impl Driver {
                     }));
                     self.refreshed(result);
                 }
+                () = self.shared.staging.landed(), if !self.staged_waiting => {
+                    self.staged_waiting = true;
+                }
                 count = self.commands.recv_many(&mut received, COMMAND_BATCH), if self.commands_open => {
+                    // Records sent before a flush belong to its epoch.
+                    self.take_staged().await;
                     if count == 0 {
                         self.commands_open = false;
                         self.begin_shutdown(Instant::now() + IMPLICIT_SHUTDOWN, None);
                     }
-                    self.handle(&mut received).await;
+                    self.handle(&mut received);
                 }
                 () = sleep_until(wake), if wake.is_some() => {}
             }
         }
     }
 
-    async fn handle(&mut self, received: &mut Vec<Command>) {
-        self.persist(received).await;
+    fn handle(&mut self, received: &mut Vec<Command>) {
         for command in received.drain(..) {
             match command {
-                Command::Record(record) => self.accept(record),
                 Command::Flush(reply) => {
                     let epoch = self.new_epoch();
                     self.flushes.push(PendingFlush {
@@ -254,34 +287,44 @@ impl Driver {
         }
     }
 
+    /// Takes the records `send` handed over since last time, writes them to the spool (if
+    /// there is one) and accepts them.
+    async fn take_staged(&mut self) {
+        self.staged_waiting = false;
+        self.last_take = Instant::now();
+        self.shared.staging.take(&mut self.staged);
+        if self.staged.is_empty() {
+            return;
+        }
+        let ttl = self.config.record_ttl;
+        // Taken out of `self` while its records (which borrow its bytes) are accepted.
+        let mut batch = std::mem::take(&mut self.staged);
+        let mut records: Vec<(Pending, &str, &[u8])> = batch
+            .drain()
+            .map(|(staged, key, data)| (staged_pending(staged, ttl), key, data))
+            .collect();
+        self.persist(&mut records).await;
+        for (record, key, data) in records {
+            self.accept(record, key, data);
+        }
+        self.staged = batch;
+    }
+
     /// Writes the records just received to the spool, if there is one.
-    async fn persist(&mut self, received: &mut [Command]) {
+    async fn persist(&mut self, records: &mut [(Pending, &str, &[u8])]) {
         let Some(spool) = &mut self.spool else {
             return;
         };
-        let mut records: Vec<&mut Pending> = received
-            .iter_mut()
-            .filter_map(|command| match command {
-                Command::Record(record) if record.spool_seq.is_none() => Some(record),
-                _ => None,
-            })
-            .collect();
         if records.is_empty() {
             return;
         }
         let rows = records
             .iter()
-            .map(|record| {
-                (
-                    record.partition_key.as_str(),
-                    record.explicit_hash_key.as_deref(),
-                    record.data.as_slice(),
-                )
-            })
+            .map(|(record, key, data)| (*key, record.explicit_hash_key.as_deref(), *data))
             .collect();
         match spool.persist(rows).await {
             Ok(seqs) => {
-                for (record, seq) in records.iter_mut().zip(seqs) {
+                for ((record, _, _), seq) in records.iter_mut().zip(seqs) {
                     record.spool_seq = Some(seq);
                 }
             }
@@ -301,21 +344,34 @@ impl Driver {
         current
     }
 
-    fn accept(&mut self, mut record: Pending) {
+    /// Accepts a record whose partition key and data are given apart from it.
+    fn accept(&mut self, mut record: Pending, partition_key: &str, data: &[u8]) {
         if let Some(epoch) = self.epochs.back_mut() {
             epoch.outstanding += 1;
             record.epoch = epoch.id;
         }
-        self.route(record);
+        self.route(record, partition_key, data);
     }
 
-    fn route(&mut self, record: Pending) {
+    /// Accepts a record that holds its own partition key and data.
+    fn accept_owned(&mut self, mut record: Pending) {
+        let (key, data) = take_key_and_data(&mut record);
+        self.accept(record, &key, &data);
+    }
+
+    fn route(&mut self, record: Pending, partition_key: &str, data: &[u8]) {
         self.next_expiry = Some(
             self.next_expiry
                 .map_or(record.expires, |next| next.min(record.expires)),
         );
         let index = self.map.lookup(record.hash).unwrap_or(self.map.len());
-        self.shards[index].add(record, self.aggregation);
+        self.shards[index].add(record, partition_key, data, self.aggregation);
+    }
+
+    /// Routes again a record taken out of a Kinesis record (with its key and data).
+    fn reroute(&mut self, mut record: Pending) {
+        let (key, data) = take_key_and_data(&mut record);
+        self.route(record, &key, &data);
     }
 
     fn forcing(&self) -> bool {
@@ -335,10 +391,10 @@ impl Driver {
         let (count, bytes) = self.shards.iter().fold((0, 0), |(count, bytes), shard| {
             (count + shard.ready.len(), bytes + shard.ready_bytes)
         });
-        let due = self
-            .shards
-            .iter()
-            .any(|shard| shard.ready_due.is_some_and(|due| due <= now));
+        let paced = self.last_start.is_some_and(|at| now < at + self.pace);
+        let due = self.shards.iter().any(|shard| {
+            shard.ready_due.is_some_and(|due| due <= now) && !(paced && shard.backlogged())
+        });
         let full =
             count >= self.config.collection_max_count || bytes >= self.config.collection_max_bytes;
         if !(forcing || due || full) {
@@ -384,13 +440,13 @@ impl Driver {
         batch
     }
 
-    fn start(&mut self, mut records: Vec<KinesisRecord>, now: Instant) {
+    fn start(&mut self, records: Vec<KinesisRecord>, now: Instant) {
+        self.last_start = Some(now);
         let mut entries = Vec::with_capacity(records.len());
-        let mut data_lens = Vec::with_capacity(records.len());
-        for record in &mut records {
-            data_lens.push(record.data.len());
+        for record in &records {
+            // The request gets a copy: the records keep theirs, to be retried or returned.
             let entry = PutRecordsRequestEntry::builder()
-                .data(Blob::new(std::mem::take(&mut record.data)))
+                .data(Blob::new(record.data.clone()))
                 .partition_key(record.partition_key.clone())
                 .set_explicit_hash_key(record.explicit_hash_key.clone())
                 .build();
@@ -422,7 +478,6 @@ impl Driver {
             handle.id(),
             InFlight {
                 records,
-                data_lens,
                 started: now,
                 started_at: SystemTime::now(),
             },
@@ -437,7 +492,6 @@ impl Driver {
             .observe(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
         let InFlight {
             records,
-            data_lens,
             started,
             started_at,
         } = in_flight;
@@ -454,7 +508,7 @@ impl Driver {
                 ]
             }
         };
-        for ((record, result), data_len) in records.into_iter().zip(results).zip(data_lens) {
+        for (record, result) in records.into_iter().zip(results) {
             let shard = record
                 .shard
                 .as_ref()
@@ -473,16 +527,21 @@ impl Driver {
                     }
                     let metrics = &self.shared.metrics;
                     add(&metrics.kinesis_records_put, 1);
-                    add(&metrics.kinesis_records_data_put_bytes, data_len as u64);
+                    add(
+                        &metrics.kinesis_records_data_put_bytes,
+                        record.data.len() as u64,
+                    );
                     let members = record.members.len() as u64;
                     metrics.user_records_per_kinesis_record.observe(members);
                     add(&metrics.user_records_put, members);
+                    // Observed once per Kinesis record, not once per user record.
+                    let mut buffering = Observations::default();
+                    let mut retries = Observations::default();
                     for (index, mut member) in (0u64..).zip(record.members) {
-                        self.observe_first_attempt(&member, started);
-                        self.shared
-                            .metrics
-                            .retries_per_record
-                            .observe(member.attempts.len() as u64);
+                        if member.attempts.is_empty() {
+                            buffering.add(waited_ms(&member, started));
+                        }
+                        retries.add(member.attempts.len() as u64);
                         // The outcome is built only for a handle still waiting for it.
                         if let Some(reply) = member.reply.take().filter(|reply| !reply.is_closed())
                         {
@@ -503,13 +562,16 @@ impl Driver {
                         }
                         self.settle(&member, false);
                     }
+                    let metrics = &self.shared.metrics;
+                    metrics.buffering_time_ms.observe_all(&buffering);
+                    metrics.retries_per_record.observe_all(&retries);
                 }
                 EntryResult::Failed { code, message } => {
                     self.shared.metrics.error(&code, 1);
                     // Records of no known shard back off together.
                     let index = shard.unwrap_or(self.shards.len() - 1);
                     self.back_off(index, &code, now);
-                    for mut member in record.members {
+                    for mut member in record.into_members() {
                         self.observe_first_attempt(&member, started);
                         member.record_attempt(
                             started,
@@ -523,7 +585,7 @@ impl Driver {
                         if member.expires <= now {
                             self.fail(member, FailureReason::Expired);
                         } else {
-                            self.route(member);
+                            self.reroute(member);
                         }
                     }
                 }
@@ -533,13 +595,10 @@ impl Driver {
 
     fn observe_first_attempt(&self, member: &Pending, started: Instant) {
         if member.attempts.is_empty() {
-            let waited = started
-                .saturating_duration_since(member.arrived)
-                .as_millis();
             self.shared
                 .metrics
                 .buffering_time_ms
-                .observe(u64::try_from(waited).unwrap_or(u64::MAX));
+                .observe(waited_ms(member, started));
         }
     }
 
@@ -647,7 +706,7 @@ impl Driver {
         }
         self.next_expiry = None;
         for member in keep {
-            self.route(member);
+            self.reroute(member);
         }
         let earliest = self
             .shards
@@ -736,7 +795,7 @@ impl Driver {
         self.map = map;
         self.next_expiry = None;
         for member in waiting {
-            self.route(member);
+            self.reroute(member);
         }
     }
 
@@ -782,6 +841,7 @@ impl Driver {
         reply: Option<oneshot::Sender<ShutdownReport>>,
     ) {
         self.commands.close();
+        self.shared.staging.close();
         self.shared.records.close();
         self.shared.bytes.close();
         match &mut self.shutdown {
@@ -811,13 +871,21 @@ impl Driver {
                 wake = Some(wake.map_or(at, |wake| wake.min(at)));
             }
         };
+        let paced_until = self.last_start.map(|at| at + self.pace);
         for shard in &self.shards {
             consider(shard.open_due());
             if room {
-                consider(shard.sendable_at(now, forcing));
+                let mut at = shard.sendable_at(now, forcing);
+                if !forcing && shard.backlogged() {
+                    at = at.map(|at| paced_until.map_or(at, |paced| at.max(paced)));
+                }
+                consider(at);
             }
         }
         consider(self.next_expiry);
+        if self.staged_waiting {
+            consider(Some(self.last_take + self.take_interval));
+        }
         if self.refresh_wanted && self.refresh.is_empty() {
             consider(self.refresh_at);
         }
@@ -827,23 +895,15 @@ impl Driver {
     }
 
     async fn finish(mut self) {
-        // Records received just before the shutdown are given an outcome like the rest.
-        let mut received = Vec::new();
-        while let Ok(command) = self.commands.try_recv() {
-            received.push(command);
-        }
-        self.persist(&mut received).await;
-        for command in received {
-            if let Command::Record(record) = command {
-                self.accept(record);
-            }
-        }
+        // Records received just before the shutdown are given an outcome like the rest (the
+        // staging is closed: nothing more comes in).
+        self.take_staged().await;
         self.requests.abort_all();
         while self.requests.join_next().await.is_some() {}
         let in_flight: Vec<InFlight> = self.in_flight.drain().map(|(_, value)| value).collect();
         for request in in_flight {
             for record in request.records {
-                for member in record.members {
+                for member in record.into_members() {
                     self.unsent_at_shutdown += 1;
                     self.fail(member, FailureReason::Unknown);
                 }
@@ -886,9 +946,10 @@ impl Driver {
     }
 }
 
-/// A user record as `send` hands it to the task.
+/// A user record restored from the spool.
+#[cfg(feature = "sqlite")]
 pub(crate) fn pending(
-    record: Record,
+    record: super::Record,
     hash: u128,
     config: &Config,
     reply: Option<super::outcome::Reply>,
@@ -908,6 +969,48 @@ pub(crate) fn pending(
         epoch: 0,
         spool_seq: None,
         buffer_bytes,
+    }
+}
+
+/// A user record as the staging handed it over (its key and data stay in the batch until they
+/// are copied into an aggregate).
+fn staged_pending(staged: Staged, ttl: Duration) -> Pending {
+    Pending {
+        partition_key: String::new(),
+        explicit_hash_key: staged.explicit_hash_key,
+        hash: staged.hash,
+        data: Vec::new(),
+        arrived: staged.arrived,
+        waiting_since: staged.arrived,
+        expires: staged.arrived + ttl,
+        attempts: Vec::new(),
+        reply: staged.reply,
+        epoch: 0,
+        spool_seq: None,
+        buffer_bytes: staged.buffer_bytes,
+    }
+}
+
+/// How long a record waited before its first attempt, in milliseconds.
+fn waited_ms(member: &Pending, started: Instant) -> u64 {
+    let waited = started
+        .saturating_duration_since(member.arrived)
+        .as_millis();
+    u64::try_from(waited).unwrap_or(u64::MAX)
+}
+
+fn take_key_and_data(record: &mut Pending) -> (String, Vec<u8>) {
+    (
+        std::mem::take(&mut record.partition_key),
+        std::mem::take(&mut record.data),
+    )
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // A task that ends (or is dropped with its runtime) refuses later records, and the
+        // handles of records it never took resolve as unknown.
+        self.shared.staging.close_and_discard();
     }
 }
 

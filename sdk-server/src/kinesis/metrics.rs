@@ -96,12 +96,38 @@ impl AtomicSummary {
         self.max.fetch_max(value, Ordering::Relaxed);
     }
 
+    /// Records observations gathered elsewhere (three atomic operations for all of them).
+    pub(crate) fn observe_all(&self, observations: &Observations) {
+        if observations.count == 0 {
+            return;
+        }
+        self.count.fetch_add(observations.count, Ordering::Relaxed);
+        self.sum.fetch_add(observations.sum, Ordering::Relaxed);
+        self.max.fetch_max(observations.max, Ordering::Relaxed);
+    }
+
     fn get(&self) -> Summary {
         Summary {
             count: self.count.load(Ordering::Relaxed),
             sum: self.sum.load(Ordering::Relaxed),
             max: self.max.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Observations gathered on the producer's task before they go into an [`AtomicSummary`].
+#[derive(Debug, Default)]
+pub(crate) struct Observations {
+    count: u64,
+    sum: u64,
+    max: u64,
+}
+
+impl Observations {
+    pub(crate) fn add(&mut self, value: u64) {
+        self.count += 1;
+        self.sum = self.sum.saturating_add(value);
+        self.max = self.max.max(value);
     }
 }
 
@@ -303,16 +329,26 @@ mod tests {
         add(&metrics.user_records_put, 2);
         metrics.error("ProvisionedThroughputExceededException", 4);
         metrics.retries_per_record.observe(1);
-        metrics.retries_per_record.observe(1);
+        let mut more = Observations::default();
+        more.add(1);
+        more.add(3);
+        metrics.retries_per_record.observe_all(&more);
         let snapshot = metrics.snapshot();
         assert_eq!(snapshot.user_records_pending, 1);
         assert_eq!(snapshot.all_errors, 4);
-        assert_eq!(snapshot.retries_per_record.mean(), 1.0);
+        assert_eq!(
+            snapshot.retries_per_record,
+            Summary {
+                count: 3,
+                sum: 5,
+                max: 3
+            }
+        );
         let text = snapshot.to_prometheus("s\"1");
         assert!(text.contains("kpl_user_records_put_total{stream=\"s\\\"1\"} 2\n"));
         assert!(text.contains(
             "kpl_errors_by_code_total{stream=\"s\\\"1\",code=\"ProvisionedThroughputExceededException\"} 4\n"
         ));
-        assert!(text.contains("kpl_retries_per_record_sum{stream=\"s\\\"1\"} 2\n"));
+        assert!(text.contains("kpl_retries_per_record_sum{stream=\"s\\\"1\"} 5\n"));
     }
 }

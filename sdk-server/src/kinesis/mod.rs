@@ -29,6 +29,8 @@
 //! send ── envelope JSON, partition key, MD5 hash key (caller's thread), buffer permit
 //!   │      (waits or fails fast when the buffer is full)
 //!   ▼
+//! staging ── appended to a shared batch the task takes whole (no allocation per record)
+//!   ▼
 //! driver ── shard_map: predicted shard (ListShards; reloaded when a record lands elsewhere)
 //!   │       aggregator: KPL aggregate per shard, sealed when full or max_buffered_time old
 //!   │       limiter: per-shard token buckets (1000 records/s, 1 MiB/s × rate_limit_percent)
@@ -57,6 +59,7 @@ mod outcome;
 mod producer;
 mod shard_map;
 mod spool;
+mod staging;
 
 pub use config::{
     Config, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_COUNT, SHARD_BYTES_PER_SECOND,

@@ -1,5 +1,6 @@
 //! The public producer and its builder.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +10,18 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
-use tributary_core::envelope::EventId;
+use tributary_core::envelope::validation::check_event_size;
+use tributary_core::envelope::{EventId, Problem, ValidationError};
 use tributary_core::{Timestamp, kpl};
 
 use super::ShutdownReport;
 use super::api::Api;
 use super::config::{Config, WhenFull};
-use super::driver::{self, Command, Driver, Shared};
-use super::metrics::{Metrics, MetricsSnapshot, add};
+use super::driver::{Command, Driver, Shared};
+use super::metrics::{Metrics, MetricsSnapshot};
 use super::outcome::RecordHandle;
 use super::spool::Spool;
+use super::staging::{Staged, Staging};
 use crate::{Error, Event};
 
 /// What `shutdown` may take beyond its timeout: aborting requests and a last spool write.
@@ -145,6 +148,7 @@ impl ProducerBuilder {
             records: Semaphore::new(self.config.buffer_max_records),
             bytes: Semaphore::new(self.config.buffer_max_bytes),
             metrics: Metrics::default(),
+            staging: Staging::default(),
         });
         let (spool, restored) = open_spool(
             #[cfg(feature = "sqlite")]
@@ -194,14 +198,14 @@ fn open_spool(
     let restored = records
         .into_iter()
         .map(|(seq, record)| {
-            let hash = hash_key(&record);
+            let hash = hash_key(&record.as_ref());
             // Restored records have no handle; they are counted, not held to the buffer.
-            let mut pending = driver::pending(record, hash, config, None, 0);
+            let mut pending = super::driver::pending(record, hash, config, None, 0);
             pending.spool_seq = Some(seq);
             pending
         })
         .collect::<Vec<_>>();
-    add(&shared.metrics.user_records_received, restored.len() as u64);
+    super::metrics::add(&shared.metrics.user_records_received, restored.len() as u64);
     Ok((Some(spool), restored))
 }
 
@@ -266,8 +270,24 @@ impl Producer {
     /// for a bad partition key, [`Error::BufferFull`] (fail-fast only), [`Error::Closed`] after
     /// `shutdown`.
     pub async fn send(&self, event: Event) -> Result<RecordHandle, Error> {
-        let record = self.event_record(event)?;
-        self.send_record(record).await
+        let wait = self.inner.config.when_full == WhenFull::Wait;
+        // The JSON is serialized into this thread's scratch buffer; it is copied into an owned
+        // record only when `send` has to wait for room.
+        let sent = self.with_event_record(event, |record| {
+            let (hash, size) = check_record(&record)?;
+            match acquire_now(&self.inner.shared, size) {
+                Ok(()) => self.hand_over(record, hash, size).map(Sent::Now),
+                Err(Error::BufferFull) if wait => Ok(Sent::Later(record.to_owned(), hash, size)),
+                Err(error) => Err(error),
+            }
+        })??;
+        match sent {
+            Sent::Now(handle) => Ok(handle),
+            Sent::Later(record, hash, size) => {
+                acquire_waiting(&self.inner.shared, size).await?;
+                self.hand_over(record.as_ref(), hash, size)
+            }
+        }
     }
 
     /// Sends an event without ever waiting: [`Error::BufferFull`] when the buffer is full.
@@ -275,8 +295,11 @@ impl Producer {
     /// # Errors
     /// As [`Producer::send`].
     pub fn try_send(&self, event: Event) -> Result<RecordHandle, Error> {
-        let record = self.event_record(event)?;
-        self.try_send_record(record)
+        self.with_event_record(event, |record| {
+            let (hash, size) = check_record(&record)?;
+            acquire_now(&self.inner.shared, size)?;
+            self.hand_over(record, hash, size)
+        })?
     }
 
     /// Sends a record of your own (any data), as [`Producer::send`] does an event.
@@ -284,22 +307,13 @@ impl Producer {
     /// # Errors
     /// As [`Producer::send`].
     pub async fn send_record(&self, record: Record) -> Result<RecordHandle, Error> {
-        let (hash, size) = check_record(&record)?;
+        let (hash, size) = check_record(&record.as_ref())?;
         let shared = &self.inner.shared;
         match self.inner.config.when_full {
             WhenFull::FailFast => acquire_now(shared, size)?,
-            WhenFull::Wait => {
-                let records = shared.records.acquire().await.map_err(|_| Error::Closed)?;
-                let bytes = shared
-                    .bytes
-                    .acquire_many(permits(size))
-                    .await
-                    .map_err(|_| Error::Closed)?;
-                records.forget();
-                bytes.forget();
-            }
+            WhenFull::Wait => acquire_waiting(shared, size).await?,
         }
-        self.hand_over(record, hash, size)
+        self.hand_over(record.as_ref(), hash, size)
     }
 
     /// Sends a record of your own without ever waiting.
@@ -307,9 +321,9 @@ impl Producer {
     /// # Errors
     /// As [`Producer::try_send`].
     pub fn try_send_record(&self, record: Record) -> Result<RecordHandle, Error> {
-        let (hash, size) = check_record(&record)?;
+        let (hash, size) = check_record(&record.as_ref())?;
         acquire_now(&self.inner.shared, size)?;
-        self.hand_over(record, hash, size)
+        self.hand_over(record.as_ref(), hash, size)
     }
 
     /// Sends everything buffered now, without waiting for `max_buffered_time`, and waits until
@@ -364,7 +378,13 @@ impl Producer {
         self.metrics().to_prometheus(&self.inner.stream)
     }
 
-    fn event_record(&self, event: Event) -> Result<Record, Error> {
+    /// Builds the event's envelope, serializes it into this thread's scratch buffer and calls
+    /// `then` with the record (the envelope is dropped on this thread, where it was built).
+    fn with_event_record<R>(
+        &self,
+        event: Event,
+        then: impl FnOnce(RecordRef<'_>) -> R,
+    ) -> Result<R, Error> {
         event.check()?;
         let (mut envelope, partition_key) = event.into_envelope_and_key();
         envelope.source.get_or_insert_with(|| "server".to_owned());
@@ -373,7 +393,10 @@ impl Producer {
                 .context
                 .insert("library".into(), self.inner.library.clone());
         }
-        let now = OffsetDateTime::now_utc();
+        // The clock is read only for an event that lacks its time or id.
+        let now = (envelope.timestamp.is_none() || envelope.id.is_none())
+            .then(OffsetDateTime::now_utc)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let happened = *envelope.timestamp.get_or_insert(now);
         if envelope.id.is_none() {
             let at = Timestamp::from_datetime(happened)
@@ -383,32 +406,115 @@ impl Producer {
             envelope.id = Some(EventId::new_v7(at, &mut rng).to_string());
         }
         envelope.validate()?;
-        let data = envelope.to_json_bytes()?;
-        let partition_key = partition_key.unwrap_or_else(|| envelope.partition_key().to_owned());
-        Ok(Record {
-            partition_key,
-            explicit_hash_key: None,
-            data,
+        SCRATCH.with(|scratch| {
+            // Taken out while in use, so that a nested call (none is possible) would find an
+            // empty buffer instead of a borrowed one.
+            let mut data = scratch.take();
+            data.clear();
+            let result = serde_json::to_writer(&mut data, &envelope)
+                .map_err(|error| {
+                    Error::from(ValidationError::new(
+                        "event",
+                        Problem::Malformed(error.to_string()),
+                    ))
+                })
+                .and_then(|()| Ok(check_event_size(data.len())?))
+                .map(|()| {
+                    then(RecordRef {
+                        partition_key: partition_key
+                            .as_deref()
+                            .unwrap_or_else(|| envelope.partition_key()),
+                        explicit_hash_key: None,
+                        data: &data,
+                    })
+                });
+            if data.capacity() <= SCRATCH_KEEP_BYTES {
+                scratch.set(data);
+            }
+            result
         })
     }
 
-    fn hand_over(&self, record: Record, hash: u128, size: usize) -> Result<RecordHandle, Error> {
+    fn hand_over(
+        &self,
+        record: RecordRef<'_>,
+        hash: u128,
+        size: usize,
+    ) -> Result<RecordHandle, Error> {
         let (reply, receiver) = oneshot::channel();
-        let pending = driver::pending(record, hash, &self.inner.config, Some(reply), size);
-        // Counted before it can be counted as put, so that `pending` never goes below zero.
-        let received = &self.inner.shared.metrics.user_records_received;
-        add(received, 1);
-        if self.inner.commands.send(Command::Record(pending)).is_err() {
+        let staged = Staged::new(
+            record.explicit_hash_key.map(str::to_owned),
+            hash,
+            Some(reply),
+            size,
+        );
+        let shared = &self.inner.shared;
+        shared
+            .staging
+            .push(record.partition_key, record.data, staged, &shared.metrics)
             // Shut down between taking buffer budget and handing over: nothing was accepted.
-            received.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(Error::Closed);
-        }
+            .map_err(|_| Error::Closed)?;
         Ok(RecordHandle { receiver })
     }
 }
 
+/// What `send` did with a record: handed it over, or kept it to wait for room.
+enum Sent {
+    Now(RecordHandle),
+    Later(Record, u128, usize),
+}
+
+/// A record borrowed from wherever `send` built it.
+#[derive(Debug, Clone, Copy)]
+struct RecordRef<'a> {
+    partition_key: &'a str,
+    explicit_hash_key: Option<&'a str>,
+    data: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    fn to_owned(self) -> Record {
+        Record {
+            partition_key: self.partition_key.to_owned(),
+            explicit_hash_key: self.explicit_hash_key.map(str::to_owned),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+impl Record {
+    fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            partition_key: &self.partition_key,
+            explicit_hash_key: self.explicit_hash_key.as_deref(),
+            data: &self.data,
+        }
+    }
+}
+
+/// The largest scratch buffer a thread keeps between two events (a larger one, left by an
+/// unusually large event, is freed).
+const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// Where `send` serializes an event's JSON before copying it into the hand-over batch.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 fn permits(size: usize) -> u32 {
     u32::try_from(size).unwrap_or(u32::MAX)
+}
+
+async fn acquire_waiting(shared: &Shared, size: usize) -> Result<(), Error> {
+    let records = shared.records.acquire().await.map_err(|_| Error::Closed)?;
+    let bytes = shared
+        .bytes
+        .acquire_many(permits(size))
+        .await
+        .map_err(|_| Error::Closed)?;
+    records.forget();
+    bytes.forget();
+    Ok(())
 }
 
 fn acquire_now(shared: &Shared, size: usize) -> Result<(), Error> {
@@ -426,23 +532,22 @@ fn acquire_now(shared: &Shared, size: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn hash_key(record: &Record) -> u128 {
+fn hash_key(record: &RecordRef<'_>) -> u128 {
     record
         .explicit_hash_key
-        .as_deref()
         .and_then(kpl::parse_explicit_hash_key)
-        .unwrap_or_else(|| kpl::partition_key_hash(&record.partition_key))
+        .unwrap_or_else(|| kpl::partition_key_hash(record.partition_key))
 }
 
 /// Checks a record against Kinesis's rules; returns its hash key and its size.
-fn check_record(record: &Record) -> Result<(u128, usize), Error> {
+fn check_record(record: &RecordRef<'_>) -> Result<(u128, usize), Error> {
     let chars = record.partition_key.chars().count();
     if chars == 0 || chars > kpl::MAX_PARTITION_KEY_CHARS {
         return Err(Error::InvalidRecord(format!(
             "the partition key must have 1 to 256 characters, not {chars}"
         )));
     }
-    if let Some(key) = &record.explicit_hash_key {
+    if let Some(key) = record.explicit_hash_key {
         if kpl::parse_explicit_hash_key(key).is_none() {
             return Err(Error::InvalidRecord(format!(
                 "explicit hash key {key:?} is not an integer in 0..2^128"
