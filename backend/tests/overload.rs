@@ -86,12 +86,16 @@ fn ids(request: usize) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn requests_beyond_the_pending_bound_are_shed_whole_and_the_admitted_are_stored() {
-    let body_len = batch(0).len();
-    // Room for two requests, not three (every body here has the same length).
-    let bound = (body_len * 5 / 2) as u64;
-    let (arrived, mut arrivals) = mpsc::unbounded_channel();
+/// The ingest in front of a [`HeldSink`], with a pending bound of `bound` bytes.
+struct HeldIngest {
+    sink: Arc<HeldSink>,
+    arrivals: mpsc::UnboundedReceiver<usize>,
+    metrics: Arc<Metrics>,
+    app: axum::Router,
+}
+
+fn held_ingest(bound: u64) -> HeldIngest {
+    let (arrived, arrivals) = mpsc::unbounded_channel();
     let sink = Arc::new(HeldSink {
         gate: Semaphore::new(0),
         arrived,
@@ -105,10 +109,30 @@ async fn requests_beyond_the_pending_bound_are_shed_whole_and_the_admitted_are_s
         metrics: metrics.clone(),
         rules: None,
         privacy: IngestPrivacy::default(),
-        body_timeout: std::time::Duration::from_secs(30),
+        // Long: a request that waited for its body would be caught by the tests' own timeouts.
+        body_timeout: std::time::Duration::from_secs(600),
         admission: Admission::new(bound),
     });
     let app = ingest::router(state, &["*".to_owned()]);
+    HeldIngest {
+        sink,
+        arrivals,
+        metrics,
+        app,
+    }
+}
+
+#[tokio::test]
+async fn requests_beyond_the_pending_bound_are_shed_whole_and_the_admitted_are_stored() {
+    let body_len = batch(0).len();
+    // Room for two requests, not three (every body here has the same length).
+    let bound = (body_len * 5 / 2) as u64;
+    let HeldIngest {
+        sink,
+        mut arrivals,
+        metrics,
+        app,
+    } = held_ingest(bound);
 
     // Two requests get in and wait for the held sink.
     let admitted: Vec<_> = (0..2)
@@ -179,24 +203,12 @@ async fn requests_beyond_the_pending_bound_are_shed_whole_and_the_admitted_are_s
 async fn a_body_declared_over_the_free_budget_is_shed_before_it_is_read() {
     let body_len = batch(0).len();
     let bound = (body_len * 3 / 2) as u64;
-    let (arrived, mut arrivals) = mpsc::unbounded_channel();
-    let sink = Arc::new(HeldSink {
-        gate: Semaphore::new(0),
-        arrived,
-        stored: Mutex::new(Vec::new()),
-    });
-    let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(IngestState {
-        sink: sink.clone(),
-        write_keys: WriteKeys::new(vec!["test-key".into()]),
-        rate_limiter: None,
-        metrics: metrics.clone(),
-        rules: None,
-        privacy: IngestPrivacy::default(),
-        body_timeout: std::time::Duration::from_secs(600),
-        admission: Admission::new(bound),
-    });
-    let app = ingest::router(state, &["*".to_owned()]);
+    let HeldIngest {
+        sink,
+        mut arrivals,
+        metrics,
+        app,
+    } = held_ingest(bound);
     let admitted = tokio::spawn(app.clone().oneshot(post(batch(0))));
     assert_eq!(arrivals.recv().await, Some(20));
 
