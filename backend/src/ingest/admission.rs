@@ -61,12 +61,9 @@ impl Admission {
     /// [`Overloaded`] when the pending bytes plus `bytes` would be over the bound.
     pub fn try_admit(&self, bytes: usize) -> Result<Admitted, Overloaded> {
         let wanted = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
-        let overloaded = Overloaded {
-            max_pending_bytes: self.max_pending_bytes,
-        };
         match self.permits.clone().try_acquire_many_owned(wanted) {
             Ok(permit) => Ok(Admitted { _permit: permit }),
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => Err(overloaded),
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => Err(self.overloaded()),
         }
     }
 
@@ -79,9 +76,13 @@ impl Admission {
         if self.available() >= bytes.max(1) {
             Ok(())
         } else {
-            Err(Overloaded {
-                max_pending_bytes: self.max_pending_bytes,
-            })
+            Err(self.overloaded())
+        }
+    }
+
+    fn overloaded(&self) -> Overloaded {
+        Overloaded {
+            max_pending_bytes: self.max_pending_bytes,
         }
     }
 

@@ -82,8 +82,17 @@ pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// Refuses a body whose `Content-Length` is already over `limit` (a gzip stream may be up to
-/// 1 KiB over: its header and trailer), before any of it is read.
+/// The most bytes a body may take on the wire for `limit` bytes of content: a gzip stream is
+/// never meaningfully larger than what it holds, so the same plus its header and trailer.
+fn raw_limit(encoding: Encoding, limit: usize) -> usize {
+    match encoding {
+        Encoding::Identity => limit,
+        Encoding::Gzip => limit + GZIP_FRAMING,
+    }
+}
+
+/// Refuses a body whose `Content-Length` is already over what `limit` allows on the wire
+/// ([`raw_limit`]), before any of it is read.
 ///
 /// # Errors
 /// `413`.
@@ -92,11 +101,7 @@ pub fn check_declared_length(
     encoding: Encoding,
     limit: usize,
 ) -> Result<(), ApiError> {
-    let allowed = match encoding {
-        Encoding::Identity => limit,
-        Encoding::Gzip => limit + GZIP_FRAMING,
-    };
-    if declared > allowed {
+    if declared > raw_limit(encoding, limit) {
         Err(ApiError::body_too_large(limit))
     } else {
         Ok(())
@@ -114,16 +119,13 @@ pub async fn read_limited(
 ) -> Result<Vec<u8>, ApiError> {
     let mut body = body;
     let mut raw = Vec::new();
+    let most_raw = raw_limit(encoding, limit);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
             ApiError::invalid_body(format!("the body could not be read: {error}"))
         })?;
         if let Some(data) = frame.data_ref() {
-            // A gzip stream is never meaningfully larger than what it holds, so the raw limit
-            // is the same (plus the gzip header and trailer).
-            if raw.len() + data.len() > limit + GZIP_FRAMING
-                || (encoding == Encoding::Identity && raw.len() + data.len() > limit)
-            {
+            if raw.len() + data.len() > most_raw {
                 return Err(ApiError::body_too_large(limit));
             }
             raw.extend_from_slice(data);
