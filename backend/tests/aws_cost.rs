@@ -31,7 +31,7 @@ use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::routing::RoutingRules;
 
-use aws_common::{moto_url, s3_client, sdk_config, unique};
+use aws_common::{Queue, create_queue, create_stream, moto_url, s3_client, sdk_config, unique};
 
 /// Events in the workload.
 const EVENTS: usize = 4_000;
@@ -127,14 +127,7 @@ async fn cost_counts_per_million_events() {
     let config = sdk_config(&moto).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let stream = unique("cost");
-    kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(2)
-        .send()
-        .await
-        .unwrap();
+    let stream = create_stream(&kinesis, "cost", 2).await;
     let workload: Vec<Value> = (0..EVENTS).map(event).collect();
     let mut ours = Counts::default();
 
@@ -221,25 +214,10 @@ async fn cost_counts_per_million_events() {
 
     // The router, with the article's rules: two destinations by invoke, one through SQS.
     let (lambda, invokes) = lambda_counter().await;
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique("cost-warehouse"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let Queue {
+        url: queue_url,
+        arn: queue_arn,
+    } = create_queue(&sqs, "cost-warehouse").await;
     let seed = std::fs::read_to_string(format!(
         "{}/tests/data/rules-seed.json",
         env!("CARGO_MANIFEST_DIR")

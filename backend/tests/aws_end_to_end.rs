@@ -36,7 +36,9 @@ use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::config::{Config, ConfigSource};
 
-use aws_common::{BINARY, moto_url, s3_client, sdk_config, unique};
+use aws_common::{
+    BINARY, Queue, create_queue, create_stream, moto_url, s3_client, sdk_config, unique,
+};
 
 const KEY: &str = "e2e-write-key";
 
@@ -230,14 +232,7 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     let Some(moto) = moto_url() else { return };
     let config = sdk_config(&moto).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let stream = unique("e2e");
-    kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(2)
-        .send()
-        .await
-        .unwrap();
+    let stream = create_stream(&kinesis, "e2e", 2).await;
     let sink = KinesisSink::new(&config, &stream, Duration::from_secs(5))
         .await
         .unwrap();
@@ -380,34 +375,12 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     let s3 = s3_client(&config);
     let bucket = unique("e2e-rules");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let make_queue = |name: String| {
-        let sqs = sqs.clone();
-        async move {
-            let url = sqs
-                .create_queue()
-                .queue_name(name)
-                .send()
-                .await
-                .unwrap()
-                .queue_url()
-                .unwrap()
-                .to_owned();
-            let arn = sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes()
-                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-                .clone();
-            (url, arn)
-        }
-    };
-    let (destination_url, destination_arn) = make_queue(unique("e2e-connector")).await;
-    let (router_dlq_url, _) = make_queue(unique("e2e-router-dlq")).await;
-    let (connector_dlq_url, _) = make_queue(unique("e2e-connector-dlq")).await;
+    let Queue {
+        url: destination_url,
+        arn: destination_arn,
+    } = create_queue(&sqs, "e2e-connector").await;
+    let router_dlq_url = create_queue(&sqs, "e2e-router-dlq").await.url;
+    let connector_dlq_url = create_queue(&sqs, "e2e-connector-dlq").await.url;
     let put_rules = |enabled: Value| {
         let s3 = s3.clone();
         let bucket = bucket.clone();

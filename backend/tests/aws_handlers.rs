@@ -31,38 +31,9 @@ use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::aws::{SqsDeadLetterQueue, connector::ConnectorFunction};
 use tributary_backend::config::{Config, ConfigSource};
 
-use aws_common::{data, moto_url, s3_client, sdk_config, unique};
-
-struct Queue {
-    url: String,
-    arn: String,
-}
-
-async fn queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Queue {
-    let url = sqs
-        .create_queue()
-        .queue_name(unique(prefix))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let arn = attributes
-        .attributes()
-        .unwrap()
-        .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .unwrap()
-        .clone();
-    Queue { url, arn }
-}
+use aws_common::{
+    Queue, create_queue, create_stream, data, moto_url, s3_client, sdk_config, unique,
+};
 
 /// Every message in the queue (received and deleted).
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
@@ -215,7 +186,7 @@ async fn router_setup(moto: &str, lambda_endpoint: Option<&str>) -> RouterSetup 
     let s3 = s3_client(&config);
     let bucket = unique("rules");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let dlq = queue(&sqs, "router-dlq").await;
+    let dlq = create_queue(&sqs, "router-dlq").await;
     let lambda_config = match lambda_endpoint {
         Some(endpoint) => aws_sdk_lambda::config::Builder::from(&sdk_config(endpoint).await)
             .retry_config(
@@ -245,8 +216,8 @@ async fn router_setup(moto: &str, lambda_endpoint: Option<&str>) -> RouterSetup 
 async fn router_delivers_the_mixed_fixture_and_dead_letters_the_poison_record() {
     let Some(moto) = moto_url() else { return };
     let setup = router_setup(&moto, None).await;
-    let archive = queue(&setup.sqs, "archive").await;
-    let logins = queue(&setup.sqs, "logins").await;
+    let archive = create_queue(&setup.sqs, "archive").await;
+    let logins = create_queue(&setup.sqs, "logins").await;
     put_rules(
         &setup.s3,
         &setup.bucket,
@@ -337,7 +308,7 @@ async fn a_transient_destination_failure_reports_only_its_records() {
     let Some(moto) = moto_url() else { return };
     let (lambda, calls, requests) = lambda_stand_in().await;
     let setup = router_setup(&moto, Some(&lambda)).await;
-    let archive = queue(&setup.sqs, "archive").await;
+    let archive = create_queue(&setup.sqs, "archive").await;
     put_rules(
         &setup.s3,
         &setup.bucket,
@@ -482,14 +453,7 @@ async fn ingest_answers_every_status_through_api_gateway() {
     let Some(moto) = moto_url() else { return };
     let config = sdk_config(&moto).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let stream = unique("ingest");
-    kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
+    let stream = create_stream(&kinesis, "ingest", 1).await;
     let sink = KinesisSink::new(&config, &stream, Duration::from_secs(5))
         .await
         .unwrap();
@@ -656,7 +620,7 @@ async fn connector_delivers_payloads_and_sqs_events_and_dead_letters_itself() {
     let Some(moto) = moto_url() else { return };
     let config = sdk_config(&moto).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let dlq = queue(&sqs, "connector-dlq").await;
+    let dlq = create_queue(&sqs, "connector-dlq").await;
     let folder = tempfile::tempdir().unwrap();
     let archive = folder.path().join("archive.jsonl");
     let config_text = format!(

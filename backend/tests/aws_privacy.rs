@@ -35,34 +35,11 @@ use tributary_backend::ingest::EventSink;
 use tributary_backend::log::{AppendOutcome, IncomingEvent, LogError};
 use tributary_backend::privacy::{IpMode, Subject, SuppressionList};
 
-use aws_common::{data, moto_url, s3_client, sdk_config, tributary, unique};
+use aws_common::{Queue, create_queue, data, moto_url, s3_client, sdk_config, tributary, unique};
 
 fn succeeded(output: &Output) -> String {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A queue's URL and ARN.
-async fn queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> (String, String) {
-    let url = sqs
-        .create_queue()
-        .queue_name(unique(prefix))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let arn =
-        attributes.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
-    (url, arn)
 }
 
 /// The events of every router payload in the queue (received and deleted).
@@ -162,8 +139,11 @@ async fn the_router_honours_the_suppression_list_the_cli_writes_to_s3() {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let bucket = unique("privacy");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let (archive_url, archive_arn) = queue(&sqs, "privacy-archive").await;
-    let (dlq_url, _) = queue(&sqs, "privacy-router-dlq").await;
+    let Queue {
+        url: archive_url,
+        arn: archive_arn,
+    } = create_queue(&sqs, "privacy-archive").await;
+    let dlq_url = create_queue(&sqs, "privacy-router-dlq").await.url;
     put(
         &s3,
         &bucket,
@@ -408,7 +388,7 @@ async fn the_connector_leaves_out_events_of_users_deleted_while_they_waited() {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let bucket = unique("privacy-connector");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let (dlq_url, _) = queue(&sqs, "privacy-connector-dlq").await;
+    let dlq_url = create_queue(&sqs, "privacy-connector-dlq").await.url;
     let folder = tempfile::tempdir().unwrap();
     let archive = folder.path().join("archive.jsonl");
     let connector_config = Config::parse(
@@ -594,7 +574,7 @@ async fn dlq_queue_redrive_leaves_out_the_events_of_users_on_the_s3_list() {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let bucket = unique("privacy-redrive");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let (dlq_url, _) = queue(&sqs, "privacy-redrive-dlq").await;
+    let dlq_url = create_queue(&sqs, "privacy-redrive-dlq").await.url;
     let event = |id: &str, user: &str| {
         json!({"id": id, "name": "login", "data": {}, "user_id": user,
                "received_at": "2026-11-27T10:00:00.000Z"})

@@ -66,6 +66,49 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// An SQS queue made for a test.
+pub struct Queue {
+    pub url: String,
+    pub arn: String,
+}
+
+/// A new queue named `unique(prefix)`, with its URL and ARN.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Queue {
+    let url = sqs
+        .create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    Queue { url, arn }
+}
+
+/// A new Kinesis stream named `unique(prefix)` with `shards` shards; its name.
+pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, prefix: &str, shards: i32) -> String {
+    let stream = unique(prefix);
+    kinesis
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    stream
+}
+
 /// A fixture of `backend/tests/data/`.
 pub fn data(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
