@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -31,7 +30,9 @@ use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::routing::RoutingRules;
 
-use aws_common::{Queue, create_queue, create_stream, moto_url, s3_client, sdk_config, unique};
+use aws_common::{
+    Queue, create_queue, create_stream, moto_url, read_stream, s3_client, sdk_config, unique,
+};
 
 /// Events in the workload.
 const EVENTS: usize = 4_000;
@@ -166,48 +167,20 @@ async fn cost_counts_per_million_events() {
 
     // The stream's records, per shard, as the router's event-source mapping delivers them.
     let mut shard_records: Vec<Vec<Value>> = Vec::new();
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
-    for shard in shards.shards() {
+    for (shard_id, stored) in read_stream(&kinesis, &stream).await {
         let mut records = Vec::new();
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(&stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(current) = iterator.take() {
-            let output = kinesis
-                .get_records()
-                .shard_iterator(current)
-                .send()
-                .await
-                .unwrap();
-            for record in output.records() {
-                let size = record.data().as_ref().len() + record.partition_key().len();
-                ours.kinesis_records += 1;
-                ours.put_units += size.div_ceil(PUT_UNIT_BYTES);
-                records.push(json!({
-                    "kinesis": {"partitionKey": record.partition_key(),
-                                "sequenceNumber": record.sequence_number(),
-                                "data": base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
-                                "approximateArrivalTimestamp": 1_795_000_000.0},
-                    "eventID": format!("{}:{}", shard.shard_id(), record.sequence_number()),
-                    "eventSource": "aws:kinesis"
-                }));
-            }
-            if output.records().is_empty() {
-                break;
-            }
-            iterator = output.next_shard_iterator().map(str::to_owned);
+        for record in &stored {
+            let size = record.data().as_ref().len() + record.partition_key().len();
+            ours.kinesis_records += 1;
+            ours.put_units += size.div_ceil(PUT_UNIT_BYTES);
+            records.push(json!({
+                "kinesis": {"partitionKey": record.partition_key(),
+                            "sequenceNumber": record.sequence_number(),
+                            "data": base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+                            "approximateArrivalTimestamp": 1_795_000_000.0},
+                "eventID": format!("{shard_id}:{}", record.sequence_number()),
+                "eventSource": "aws:kinesis"
+            }));
         }
         shard_records.push(records);
     }

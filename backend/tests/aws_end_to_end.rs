@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -37,7 +36,8 @@ use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::config::{Config, ConfigSource};
 
 use aws_common::{
-    BINARY, Queue, create_queue, create_stream, moto_url, s3_client, sdk_config, unique,
+    BINARY, Queue, create_queue, create_stream, moto_url, read_stream, s3_client, sdk_config,
+    unique,
 };
 
 const KEY: &str = "e2e-write-key";
@@ -178,50 +178,22 @@ impl Drop for Serve {
 /// Every record of the stream, as Lambda's Kinesis event records.
 async fn stream_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Value> {
     let mut records = Vec::new();
-    let shards = kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap();
-    for shard in shards.shards() {
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(current) = iterator.take() {
-            let output = kinesis
-                .get_records()
-                .shard_iterator(current)
-                .send()
-                .await
-                .unwrap();
-            for record in output.records() {
-                let arrival = record.approximate_arrival_timestamp().unwrap();
-                records.push(json!({
-                    "kinesis": {
-                        "kinesisSchemaVersion": "1.0",
-                        "partitionKey": record.partition_key(),
-                        "sequenceNumber": record.sequence_number(),
-                        "data": base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
-                        "approximateArrivalTimestamp": arrival.as_secs_f64(),
-                    },
-                    "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                    "eventID": format!("{}:{}", shard.shard_id(), record.sequence_number()),
-                    "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
-                    "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}"),
-                }));
-            }
-            if output.records().is_empty() {
-                break;
-            }
-            iterator = output.next_shard_iterator().map(str::to_owned);
+    for (shard_id, stored) in read_stream(kinesis, stream).await {
+        for record in &stored {
+            let arrival = record.approximate_arrival_timestamp().unwrap();
+            records.push(json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": record.partition_key(),
+                    "sequenceNumber": record.sequence_number(),
+                    "data": base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+                    "approximateArrivalTimestamp": arrival.as_secs_f64(),
+                },
+                "eventSource": "aws:kinesis", "eventVersion": "1.0",
+                "eventID": format!("{shard_id}:{}", record.sequence_number()),
+                "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
+                "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}"),
+            }));
         }
     }
     records

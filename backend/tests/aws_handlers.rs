@@ -32,7 +32,7 @@ use tributary_backend::aws::{SqsDeadLetterQueue, connector::ConnectorFunction};
 use tributary_backend::config::{Config, ConfigSource};
 
 use aws_common::{
-    Queue, create_queue, create_stream, data, moto_url, s3_client, sdk_config, unique,
+    Queue, create_queue, create_stream, data, moto_url, read_stream, s3_client, sdk_config, unique,
 };
 
 /// Every message in the queue (received and deleted).
@@ -535,34 +535,9 @@ async fn ingest_answers_every_status_through_api_gateway() {
     assert_eq!(response["statusCode"], 503, "{response:#}");
 
     // Every accepted event is in the stream (de-aggregated), each id at least once.
-    let shard = kinesis
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap()
-        .shards()[0]
-        .shard_id()
-        .to_owned();
-    let mut iterator = kinesis
-        .get_shard_iterator()
-        .stream_name(&stream)
-        .shard_id(&shard)
-        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator()
-        .map(str::to_owned);
     let mut stored_ids = HashSet::new();
-    while let Some(current) = iterator.take() {
-        let output = kinesis
-            .get_records()
-            .shard_iterator(current)
-            .send()
-            .await
-            .unwrap();
-        for record in output.records() {
+    for (_, records) in read_stream(&kinesis, &stream).await {
+        for record in &records {
             for user in tributary_core::kpl::deaggregate(
                 record.partition_key(),
                 None,
@@ -575,10 +550,6 @@ async fn ingest_answers_every_status_through_api_gateway() {
                 stored_ids.insert(envelope["id"].as_str().unwrap().to_owned());
             }
         }
-        if output.records().is_empty() {
-            break;
-        }
-        iterator = output.next_shard_iterator().map(str::to_owned);
     }
     for id in &accepted_ids {
         assert!(stored_ids.contains(id), "{id} is not in the stream");

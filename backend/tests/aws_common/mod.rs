@@ -109,6 +109,48 @@ pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, prefix: &str, shar
     stream
 }
 
+/// Every record of the stream from its start, per shard: `(shard id, records in order)`.
+pub async fn read_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Vec<(String, Vec<aws_sdk_kinesis::types::Record>)> {
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let mut per_shard = Vec::new();
+    for shard in shards.shards() {
+        let mut records = Vec::new();
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(current) = iterator.take() {
+            let output = kinesis
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+                .unwrap();
+            if output.records().is_empty() {
+                break;
+            }
+            records.extend_from_slice(output.records());
+            iterator = output.next_shard_iterator().map(str::to_owned);
+        }
+        per_shard.push((shard.shard_id().to_owned(), records));
+    }
+    per_shard
+}
+
 /// A fixture of `backend/tests/data/`.
 pub fn data(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
