@@ -28,15 +28,12 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::value::RawValue;
 
 use super::settings::{self, AwsError};
-use crate::connectors::Failure;
-use crate::dlq::DeadLetterMessage;
 use crate::dlq::backup::{self, BackupLine};
-use crate::dlq::message::{Attribute, DeadLetterError, MESSAGE_VERSION};
+use crate::dlq::message::Attribute;
 use crate::dlq::redrive::{
-    RedriveReport, RedriveTarget, deliver_once, events_to_redrive, parse_body,
+    RedriveReport, RedriveTarget, deliver_once, events_to_redrive, parse_body, still_dead_lettered,
 };
 use crate::privacy::SuppressionIndex;
 
@@ -385,19 +382,7 @@ impl QueueTool {
             report.failed += remaining.len();
             if !remaining.is_empty() {
                 report.kept += 1;
-                let failure = failure.unwrap_or_else(|| Failure::retryable("not delivered"));
-                let kept = DeadLetterMessage {
-                    v: MESSAGE_VERSION,
-                    destination: message.destination.clone(),
-                    events: remaining
-                        .iter()
-                        .filter_map(|event| RawValue::from_string(event.json.to_string()).ok())
-                        .collect(),
-                    error: DeadLetterError::from(&failure),
-                    attempts: message.attempts + 1,
-                    first_failed_at: message.first_failed_at.clone(),
-                    last_failed_at: crate::clock::now_rfc3339(),
-                };
+                let kept = still_dead_lettered(&message, &remaining, failure);
                 for part in super::sqs_dlq::split(&kept) {
                     let id = self.send(part.to_json(), &part.attributes()).await?;
                     seen.insert(id);

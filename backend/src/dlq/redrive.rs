@@ -143,19 +143,7 @@ pub async fn redrive(
             (true, None) => {}
             (false, id) => {
                 report.kept += 1;
-                let failure = failure.unwrap_or_else(|| Failure::retryable("not delivered"));
-                let kept = DeadLetterMessage {
-                    v: MESSAGE_VERSION,
-                    destination: message.destination.clone(),
-                    events: remaining
-                        .iter()
-                        .filter_map(|event| RawValue::from_string(event.json.to_string()).ok())
-                        .collect(),
-                    error: DeadLetterError::from(&failure),
-                    attempts: message.attempts + 1,
-                    first_failed_at: message.first_failed_at.clone(),
-                    last_failed_at: crate::clock::now_rfc3339(),
-                };
+                let kept = still_dead_lettered(&message, &remaining, failure);
                 match id {
                     Some(id) => dlq.replace(id, &kept)?,
                     None => {
@@ -203,6 +191,28 @@ pub async fn deliver_once(
         }
     }
     (remaining, last_failure)
+}
+
+/// What stays dead-lettered after a redrive attempt: the events still not delivered, with the
+/// attempt counted and its failure (a generic retryable one when none was given).
+pub fn still_dead_lettered(
+    message: &DeadLetterMessage,
+    remaining: &[OutgoingEvent],
+    failure: Option<Failure>,
+) -> DeadLetterMessage {
+    let failure = failure.unwrap_or_else(|| Failure::retryable("not delivered"));
+    DeadLetterMessage {
+        v: MESSAGE_VERSION,
+        destination: message.destination.clone(),
+        events: remaining
+            .iter()
+            .filter_map(|event| RawValue::from_string(event.json.to_string()).ok())
+            .collect(),
+        error: DeadLetterError::from(&failure),
+        attempts: message.attempts + 1,
+        first_failed_at: message.first_failed_at.clone(),
+        last_failed_at: crate::clock::now_rfc3339(),
+    }
 }
 
 #[derive(Deserialize)]
