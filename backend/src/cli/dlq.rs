@@ -80,23 +80,7 @@ pub(super) async fn run(args: DlqArgs) -> Result<(), String> {
             )
             .await
             .map_err(|error| error.to_string())?;
-            for line in &report.lines {
-                println!("{line}");
-            }
-            println!(
-                "{}{} messages: {} events delivered, {} failed again ({} messages kept in the DLQ), {} skipped{}",
-                if dry_run { "dry run: " } else { "" },
-                report.messages,
-                report.delivered,
-                report.failed,
-                report.kept,
-                report.skipped,
-                privacy_note(report.privacy_dropped)
-            );
-            if report.failed > 0 || report.skipped > 0 {
-                return Err("some messages were not redriven".into());
-            }
-            Ok(())
+            print_redrive_report(&report, dry_run, "kept in the DLQ")
         }
         DlqCommand::Purge { destination } => {
             let removed = dlq
@@ -252,23 +236,7 @@ async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
                 )
                 .await
                 .map_err(failed)?;
-            for line in &report.lines {
-                println!("{line}");
-            }
-            println!(
-                "{}{} messages: {} events delivered, {} failed again ({} messages back in {queue}), {} skipped{}",
-                if dry_run { "dry run: " } else { "" },
-                report.messages,
-                report.delivered,
-                report.failed,
-                report.kept,
-                report.skipped,
-                privacy_note(report.privacy_dropped)
-            );
-            if report.failed > 0 || report.skipped > 0 {
-                return Err("some messages were not redriven".into());
-            }
-            Ok(())
+            print_redrive_report(&report, dry_run, &format!("back in {queue}"))
         }
         DlqCommand::Purge { destination } => {
             match tool.purge(destination.as_deref()).await.map_err(failed)? {
@@ -281,6 +249,32 @@ async fn run_on_queue(args: DlqArgs, queue: String) -> Result<(), String> {
 }
 
 /// The summary's note on events left out for privacy (empty when none were).
+/// Prints a redrive's lines and summary (`kept`: where the messages that failed again are);
+/// an error when some were not redriven.
+fn print_redrive_report(
+    report: &redrive::RedriveReport,
+    dry_run: bool,
+    kept: &str,
+) -> Result<(), String> {
+    for line in &report.lines {
+        println!("{line}");
+    }
+    println!(
+        "{}{} messages: {} events delivered, {} failed again ({} messages {kept}), {} skipped{}",
+        if dry_run { "dry run: " } else { "" },
+        report.messages,
+        report.delivered,
+        report.failed,
+        report.kept,
+        report.skipped,
+        privacy_note(report.privacy_dropped)
+    );
+    if report.failed > 0 || report.skipped > 0 {
+        return Err("some messages were not redriven".into());
+    }
+    Ok(())
+}
+
 fn privacy_note(dropped: usize) -> String {
     if dropped > 0 {
         format!(", {dropped} events of deleted or suppressed users left out")
