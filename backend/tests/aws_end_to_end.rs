@@ -33,11 +33,10 @@ use tributary_backend::aws::ingest::{self, IngestSettings};
 use tributary_backend::aws::kinesis_sink::KinesisSink;
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
-use tributary_backend::config::{Config, ConfigSource};
 
 use aws_common::{
-    BINARY, Queue, create_queue, create_stream, moto_url, read_stream, s3_client, sdk_config,
-    unique,
+    BINARY, Queue, connector_config, create_queue, create_stream, moto_url, read_stream, s3_client,
+    sdk_config, unique,
 };
 
 const KEY: &str = "e2e-write-key";
@@ -393,17 +392,13 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
 
     let folder = tempfile::tempdir().unwrap();
     let warehouse = folder.path().join("warehouse.jsonl");
-    let connector_config = Config::parse(
+    let connector_config = connector_config(
         &format!(
             "[destinations.warehouse]\nkind = \"jsonl\"\npath = {:?}\n",
             warehouse.display().to_string()
         ),
-        ConfigSource::Environment {
-            variable: "TRIBUTARY_CONNECTOR_CONFIG".into(),
-            base: folder.path().to_owned(),
-        },
-    )
-    .unwrap();
+        folder.path(),
+    );
     let connector = ConnectorFunction::new(
         &connector_config,
         "warehouse",

@@ -29,10 +29,10 @@ use tributary_backend::aws::kinesis_sink::KinesisSink;
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::aws::{SqsDeadLetterQueue, connector::ConnectorFunction};
-use tributary_backend::config::{Config, ConfigSource};
 
 use aws_common::{
-    Queue, create_queue, create_stream, data, moto_url, read_stream, s3_client, sdk_config, unique,
+    Queue, connector_config, create_queue, create_stream, data, moto_url, read_stream, s3_client,
+    sdk_config, unique,
 };
 
 /// Every message in the queue (received and deleted).
@@ -575,17 +575,6 @@ fn flate2_decode(base64_gzip: &str) -> Vec<u8> {
     text
 }
 
-fn connector_config(text: &str) -> Config {
-    Config::parse(
-        text,
-        ConfigSource::Environment {
-            variable: "TRIBUTARY_CONNECTOR_CONFIG".into(),
-            base: std::env::temp_dir(),
-        },
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn connector_delivers_payloads_and_sqs_events_and_dead_letters_itself() {
     let Some(moto) = moto_url() else { return };
@@ -600,7 +589,7 @@ async fn connector_delivers_payloads_and_sqs_events_and_dead_letters_itself() {
          timeout_ms = 500\nretry = {{ max_attempts = 2, base_delay_ms = 10, max_delay_ms = 10 }}\n",
         archive.display().to_string()
     );
-    let settings = connector_config(&config_text);
+    let settings = connector_config(&config_text, &std::env::temp_dir());
     let sqs_dlq = Arc::new(SqsDeadLetterQueue::new(sqs.clone(), dlq.url.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
 

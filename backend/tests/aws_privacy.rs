@@ -30,12 +30,13 @@ use tributary_backend::aws::ingest::{self, IngestSettings};
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::aws::suppression_source::{S3SuppressionList, StoreOutcome};
-use tributary_backend::config::{Config, ConfigSource};
 use tributary_backend::ingest::EventSink;
 use tributary_backend::log::{AppendOutcome, IncomingEvent, LogError};
 use tributary_backend::privacy::{IpMode, Subject, SuppressionList};
 
-use aws_common::{Queue, create_queue, data, moto_url, s3_client, sdk_config, tributary, unique};
+use aws_common::{
+    Queue, connector_config, create_queue, data, moto_url, s3_client, sdk_config, tributary, unique,
+};
 
 fn succeeded(output: &Output) -> String {
     assert!(output.status.success(), "{output:?}");
@@ -391,17 +392,13 @@ async fn the_connector_leaves_out_events_of_users_deleted_while_they_waited() {
     let dlq_url = create_queue(&sqs, "privacy-connector-dlq").await.url;
     let folder = tempfile::tempdir().unwrap();
     let archive = folder.path().join("archive.jsonl");
-    let connector_config = Config::parse(
+    let connector_config = connector_config(
         &format!(
             "[destinations.archive]\nkind = \"jsonl\"\npath = {:?}\n",
             archive.display().to_string()
         ),
-        ConfigSource::Environment {
-            variable: "TRIBUTARY_CONNECTOR_CONFIG".into(),
-            base: folder.path().to_path_buf(),
-        },
-    )
-    .unwrap();
+        folder.path(),
+    );
     let connector = ConnectorFunction::new(
         &connector_config,
         "archive",

@@ -151,6 +151,19 @@ pub async fn read_stream(
     per_shard
 }
 
+/// A connector function's configuration, as `TRIBUTARY_CONNECTOR_CONFIG` would give it
+/// (relative paths from `base`).
+pub fn connector_config(text: &str, base: &Path) -> tributary_backend::config::Config {
+    tributary_backend::config::Config::parse(
+        text,
+        tributary_backend::config::ConfigSource::Environment {
+            variable: "TRIBUTARY_CONNECTOR_CONFIG".into(),
+            base: base.to_path_buf(),
+        },
+    )
+    .unwrap()
+}
+
 /// A fixture of `backend/tests/data/`.
 pub fn data(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
