@@ -368,20 +368,13 @@ impl QueueTool {
                 continue;
             }
             if dry_run {
-                report.lines.push(format!(
-                    "{label}: would redrive {} events to {} (attempts so far: {})",
-                    events.len(),
-                    message.destination,
-                    message.attempts
-                ));
+                report.would_redrive(&label, &message, events.len());
                 release.extend(received);
                 continue;
             }
             let (remaining, failure) = deliver_once(target, &events).await;
-            report.delivered += events.len() - remaining.len();
-            report.failed += remaining.len();
+            report.count_attempt(events.len(), remaining.len());
             if !remaining.is_empty() {
-                report.kept += 1;
                 let kept = still_dead_lettered(&message, &remaining, failure);
                 for part in super::sqs_dlq::split(&kept) {
                     let id = self.send(part.to_json(), &part.attributes()).await?;

@@ -51,6 +51,26 @@ pub struct RedriveReport {
     pub lines: Vec<String>,
 }
 
+impl RedriveReport {
+    /// Notes what a dry run would redrive of `message`.
+    pub fn would_redrive(&mut self, label: &str, message: &DeadLetterMessage, events: usize) {
+        self.lines.push(format!(
+            "{label}: would redrive {events} events to {} (attempts so far: {})",
+            message.destination, message.attempts
+        ));
+    }
+
+    /// Counts one redrive attempt of a message: `sent` events, `remaining` of them not
+    /// delivered (the message is then kept).
+    pub fn count_attempt(&mut self, sent: usize, remaining: usize) {
+        self.delivered += sent - remaining;
+        self.failed += remaining;
+        if remaining > 0 {
+            self.kept += 1;
+        }
+    }
+}
+
 /// Where the messages come from.
 pub enum RedriveSource<'a> {
     /// The local DLQ.
@@ -126,23 +146,16 @@ pub async fn redrive(
             continue;
         }
         if dry_run {
-            report.lines.push(format!(
-                "{label}: would redrive {} events to {} (attempts so far: {})",
-                events.len(),
-                message.destination,
-                message.attempts
-            ));
+            report.would_redrive(&label, &message, events.len());
             continue;
         }
         let (remaining, failure) = deliver_once(target, &events).await;
         let delivered = events.len() - remaining.len();
-        report.delivered += delivered;
-        report.failed += remaining.len();
+        report.count_attempt(events.len(), remaining.len());
         match (remaining.is_empty(), id) {
             (true, Some(id)) => dlq.delete(id)?,
             (true, None) => {}
             (false, id) => {
-                report.kept += 1;
                 let kept = still_dead_lettered(&message, &remaining, failure);
                 match id {
                     Some(id) => dlq.replace(id, &kept)?,
