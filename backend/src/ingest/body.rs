@@ -92,7 +92,8 @@ fn raw_limit(encoding: Encoding, limit: usize) -> usize {
 }
 
 /// Refuses a body whose `Content-Length` is already over what `limit` allows on the wire
-/// ([`raw_limit`]), before any of it is read.
+/// (`limit` itself, or 1 KiB more for a gzip stream's header and trailer), before any of it is
+/// read.
 ///
 /// # Errors
 /// `413`.
