@@ -1,7 +1,8 @@
 //! Kinesis mode against moto (a local AWS emulator that scripts/start-moto.sh starts and
 //! `TRIBUTARY_TEST_MOTO_URL` points at): a multi-shard stream, thousands of events with
-//! aggregation on and off, read back with `GetRecords`, de-aggregated by us and by the reference
-//! (`aws-kinesis-agg`): every event exactly once, on the shard its partition key maps to.
+//! aggregation on and off and with gzip-compressed records, read back with `GetRecords`,
+//! de-aggregated by us and by the reference (`aws-kinesis-agg`): every event exactly once, on
+//! the shard its partition key maps to.
 
 #![cfg(feature = "kinesis")]
 
@@ -18,7 +19,7 @@ use kinesis_common::double::sdk_config;
 use serde_json::{Value, json};
 use tributary_core::kpl;
 use tributary_server::Event;
-use tributary_server::kinesis::{Config, Producer};
+use tributary_server::kinesis::{self, Config, Producer, RecordCompression};
 
 const SHARDS: i32 = 4;
 const EVENTS: usize = 3_000;
@@ -149,7 +150,7 @@ fn event(run: &str, index: usize) -> (Event, String) {
     (event, key)
 }
 
-async fn produce_and_read_back(aggregation: bool) {
+async fn produce_and_read_back(aggregation: bool, record_compression: RecordCompression) {
     let Some(url) = kinesis_common::moto_url() else {
         return;
     };
@@ -157,7 +158,11 @@ async fn produce_and_read_back(aggregation: bool) {
     let client = Client::new(&config);
     let run = format!(
         "{}-{}",
-        if aggregation { "agg" } else { "raw" },
+        match (aggregation, record_compression) {
+            (true, RecordCompression::Gzip) => "gzip",
+            (true, RecordCompression::None) => "agg",
+            (false, _) => "raw",
+        },
         std::process::id()
     );
     let stream = format!("tributary-test-{run}");
@@ -172,6 +177,7 @@ async fn produce_and_read_back(aggregation: bool) {
             // earlier in its store. One request at a time keeps moto honest (the Kinesis test
             // double covers concurrency).
             max_in_flight_requests: 1,
+            record_compression,
             ..Config::default()
         })
         .build()
@@ -228,10 +234,28 @@ async fn produce_and_read_back(aggregation: bool) {
     } else {
         assert_eq!(records.len(), EVENTS);
     }
+    let compressed = records
+        .iter()
+        .filter(|record| kinesis::is_compressed(&record.data))
+        .count();
+    match record_compression {
+        RecordCompression::None => assert_eq!(compressed, 0),
+        RecordCompression::Gzip => assert_eq!(compressed, records.len()),
+    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut ours = Vec::new();
+    let mut inflated_records = Vec::new();
     for record in &records {
-        for user in kpl::deaggregate(&record.partition_key, None, &record.data).unwrap() {
+        let inflated = kinesis::decompress_record(&record.data)
+            .unwrap()
+            .into_owned();
+        if record_compression == RecordCompression::Gzip {
+            assert!(inflated.len() > record.data.len() * 2, "compressed well");
+        }
+        inflated_records.push(inflated);
+    }
+    for (record, data) in records.iter().zip(&inflated_records) {
+        for user in kpl::deaggregate(&record.partition_key, None, data).unwrap() {
             let envelope: Value = serde_json::from_slice(user.data).unwrap();
             let id = envelope["id"].as_str().unwrap().to_owned();
             let key = &keys[&id];
@@ -248,13 +272,15 @@ async fn produce_and_read_back(aggregation: bool) {
 
     // The reference de-aggregator reads what we wrote the same way.
     if aggregation && kinesis_common::reference_available() {
+        // The reference knows no gzip: it reads what we inflated.
         let input: Vec<Value> = records
             .iter()
-            .map(|record| {
+            .zip(&inflated_records)
+            .map(|(record, data)| {
                 json!({
                     "partition_key": record.partition_key,
                     "explicit_hash_key": null,
-                    "data": STANDARD.encode(&record.data),
+                    "data": STANDARD.encode(data),
                 })
             })
             .collect();
@@ -289,10 +315,15 @@ async fn produce_and_read_back(aggregation: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_once_on_its_shard_with_aggregation() {
-    produce_and_read_back(true).await;
+    produce_and_read_back(true, RecordCompression::None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_once_on_its_shard_with_gzip_aggregates() {
+    produce_and_read_back(true, RecordCompression::Gzip).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_once_on_its_shard_without_aggregation() {
-    produce_and_read_back(false).await;
+    produce_and_read_back(false, RecordCompression::None).await;
 }

@@ -8,6 +8,8 @@
 //!   only while it is outside any Kinesis record; whoever takes members out of a Kinesis record
 //!   to retry or fail them gets them back with their key and data
 //!   ([`KinesisRecord::into_members`], [`ShardState::drain`], which de-aggregate).
+//! - With compression on, a Kinesis record is compressed once, when it becomes ready
+//!   ([`ShardState::push_ready`]); its `data` is then what is put, and what Kinesis counts.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tributary_core::kpl::{self, AggregateBuilder};
 
+use super::compression::{compress_record, decompress_record};
 use super::limiter::ShardLimiter;
 use super::outcome::{Attempt, Reply};
 
@@ -93,6 +96,8 @@ pub(crate) struct KinesisRecord {
     /// `max_buffered_time`).
     pub(crate) due: Instant,
     pub(crate) aggregated: bool,
+    /// Whether `data` is gzip data (see `compression`).
+    pub(crate) compressed: bool,
 }
 
 impl KinesisRecord {
@@ -113,8 +118,22 @@ impl KinesisRecord {
             partition_key,
             data,
             aggregated,
+            compressed,
             ..
         } = self;
+        let data = if compressed {
+            match decompress_record(&data) {
+                Ok(inflated) => inflated.into_owned(),
+                // The producer compressed it: unreachable, but never a panic (the records
+                // still get an outcome, without their data).
+                Err(error) => {
+                    tracing::error!(message = "cannot read back a compressed record", %error);
+                    return members;
+                }
+            }
+        } else {
+            data
+        };
         if aggregated {
             restore(&mut members, &data);
         } else if let [member] = members.as_mut_slice() {
@@ -170,6 +189,7 @@ pub(crate) struct ShardState {
     /// Consecutive failed puts to this shard.
     pub(crate) failures: u32,
     pub(crate) backoff_until: Option<Instant>,
+    compress: bool,
 }
 
 /// How aggregation is configured.
@@ -179,6 +199,8 @@ pub(crate) struct Aggregation {
     pub(crate) max_bytes: usize,
     pub(crate) max_count: usize,
     pub(crate) max_buffered_time: Duration,
+    /// Whether Kinesis records are compressed.
+    pub(crate) compress: bool,
 }
 
 impl ShardState {
@@ -202,6 +224,7 @@ impl ShardState {
             limiter: ShardLimiter::new(rate_limit_percent, now),
             failures: 0,
             backoff_until: None,
+            compress: aggregation.compress,
         }
     }
 
@@ -223,6 +246,7 @@ impl ShardState {
                 shard: self.id.clone(),
                 due,
                 aggregated: false,
+                compressed: false,
                 members: vec![record],
             };
             self.push_ready(raw);
@@ -295,12 +319,19 @@ impl ShardState {
                 shard: self.id.clone(),
                 due,
                 aggregated: true,
+                compressed: false,
                 members,
             }
         }
     }
 
-    pub(crate) fn push_ready(&mut self, record: KinesisRecord) {
+    /// Queues a sealed Kinesis record to be sent, compressed first when compression is on.
+    pub(crate) fn push_ready(&mut self, mut record: KinesisRecord) {
+        if self.compress && !record.compressed {
+            let (data, compressed) = compress_record(std::mem::take(&mut record.data));
+            record.data = data;
+            record.compressed = compressed;
+        }
         self.ready_due = Some(self.ready_due.map_or(record.due, |due| due.min(record.due)));
         self.ready_bytes += record.size();
         self.ready.push_back(record);
@@ -371,6 +402,7 @@ fn raw(mut member: Pending, shard: Option<Arc<str>>, due: Instant) -> KinesisRec
         shard,
         due,
         aggregated: false,
+        compressed: false,
         members: vec![member],
     }
 }
@@ -411,6 +443,7 @@ mod tests {
             max_bytes: 1_000,
             max_count: 1_000,
             max_buffered_time: Duration::from_millis(100),
+            compress: false,
         };
         let mut shard = ShardState::new(Some("shard-0".into()), aggregation, 100, now);
         let records = [("a", &b"one"[..]), ("b", b"two"), ("a", b"three")];
@@ -451,5 +484,41 @@ mod tests {
             ("d", &b"five"[..])
         );
         assert_eq!(keys_and_data(&raw.into_members()), [("d", &b"five"[..])]);
+    }
+
+    #[test]
+    fn compressed_records_give_their_members_back() {
+        let now = Instant::now();
+        let aggregation = Aggregation {
+            enabled: true,
+            max_bytes: 100_000,
+            max_count: 1_000,
+            max_buffered_time: Duration::from_millis(100),
+            compress: true,
+        };
+        let mut shard = ShardState::new(Some("shard-0".into()), aggregation, 100, now);
+        let event = br#"{"name":"page_view","context":{"page":{"path":"/products"}}}"#.repeat(8);
+        let records = [("a", event.as_slice()), ("b", event.as_slice())];
+        for (key, data) in records {
+            shard.add(pending(now), key, data, aggregation);
+        }
+        shard.seal();
+        let aggregate = shard.pop_ready().unwrap();
+        assert!(aggregate.aggregated && aggregate.compressed);
+        assert!(aggregate.size() < event.len());
+        let inflated = decompress_record(&aggregate.data).unwrap();
+        assert!(kpl::is_aggregate(&inflated));
+        assert_eq!(keys_and_data(&aggregate.into_members()), records);
+
+        // A single record goes out raw, compressed too; drained from `ready`, it is whole again.
+        shard.add(pending(now), "c", &event, aggregation);
+        shard.seal();
+        assert!(
+            shard
+                .ready
+                .front()
+                .is_some_and(|raw| raw.compressed && !raw.aggregated)
+        );
+        assert_eq!(keys_and_data(&shard.drain()), [("c", event.as_slice())]);
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tributary_core::kpl;
 
+use super::compression::RecordCompression;
+
 /// What `send` does when the buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenFull {
@@ -57,6 +59,10 @@ pub struct Config {
     pub backoff_base: Duration,
     /// The largest retry delay ceiling (default 5 s).
     pub backoff_cap: Duration,
+    /// Whether each Kinesis record is gzip data (default [`RecordCompression::None`], what
+    /// KPL-aware consumers read). With gzip, `aggregation_max_bytes` bounds an aggregate before
+    /// compression; consumers inflate records first (`decompress_record`).
+    pub record_compression: RecordCompression,
 }
 
 /// Kinesis's per-shard write limits.
@@ -86,6 +92,7 @@ impl Default for Config {
             when_full: WhenFull::Wait,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
+            record_compression: RecordCompression::None,
         }
     }
 }

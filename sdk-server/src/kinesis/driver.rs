@@ -160,6 +160,7 @@ impl Driver {
             max_bytes: config.aggregation_max_bytes,
             max_count: config.aggregation_max_count,
             max_buffered_time: config.max_buffered_time,
+            compress: config.record_compression == super::RecordCompression::Gzip,
         };
         let now = Instant::now();
         let mut driver = Self {

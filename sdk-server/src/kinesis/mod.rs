@@ -51,6 +51,7 @@
 
 mod aggregator;
 mod api;
+mod compression;
 mod config;
 mod driver;
 mod limiter;
@@ -61,6 +62,10 @@ mod shard_map;
 mod spool;
 mod staging;
 
+pub use compression::{
+    DecompressError, GZIP_MAGIC, MAX_INFLATED_RECORD_BYTES, RecordCompression, decompress_record,
+    is_compressed,
+};
 pub use config::{
     Config, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_COUNT, SHARD_BYTES_PER_SECOND,
     SHARD_RECORDS_PER_SECOND, WhenFull,
