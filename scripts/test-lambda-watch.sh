@@ -157,6 +157,7 @@ echo "ingest without a key: $status $(cat "$work/ingest.json")"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$ingest/healthz")
 [[ "$status" == 200 ]] || fail "GET /healthz answered $status"
 python3 - "$(resource stream)" <<'PY' || fail "the events are not in the stream"
+import gzip
 import sys
 import boto3
 kinesis = boto3.client("kinesis")
@@ -164,7 +165,10 @@ stream = sys.argv[1]
 shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
 iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-data = b"".join(r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"])
+records = [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]]
+# The ingest gzips its records (TRIBUTARY_RECORD_COMPRESSION, default gzip).
+assert records and all(record[:2] == b"\x1f\x8b" for record in records), records[:1]
+data = b"".join(gzip.decompress(record) for record in records)
 for event_id in (b"0000000000w1", b"0000000000w2"):
     assert event_id in data, (event_id, data[:200])
 print("ingest: both events are in the stream")

@@ -6,6 +6,11 @@
 //! design (one Kinesis record per event, router batch size 1, one invoke per event per
 //! destination) are computed from the same events and rules.
 //!
+//! The ingest runs twice: as on-demand Lambda runs it (one request at a time per instance), and
+//! as Lambda Managed Instances run it (one execution environment serving
+//! `PerExecutionEnvironmentMaxConcurrency` = 16 requests at once, whose events share records:
+//! group commit, `kinesis_sink`). Both compress records (the default).
+//!
 //! `cargo test -p tributary-backend --features aws --test aws_cost -- --nocapture` prints the
 //! table per million events.
 
@@ -25,7 +30,7 @@ use tower::ServiceExt;
 use tributary_backend::aws::SqsDeadLetterQueue;
 use tributary_backend::aws::destinations::Destinations;
 use tributary_backend::aws::ingest::{self, IngestSettings};
-use tributary_backend::aws::kinesis_sink::KinesisSink;
+use tributary_backend::aws::kinesis_sink::{KinesisSink, StreamWrites};
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::routing::RoutingRules;
@@ -122,20 +127,26 @@ impl Counts {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cost_counts_per_million_events() {
-    let Some(moto) = moto_url() else { return };
-    let config = sdk_config(&moto).await;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let stream = create_stream(&kinesis, "cost", 2).await;
-    let workload: Vec<Value> = (0..EVENTS).map(event).collect();
-    let mut ours = Counts::default();
+/// Requests one Managed Instances execution environment serves at once (the template's
+/// `IngestMaxConcurrency`).
+const MANAGED_CONCURRENCY: usize = 16;
 
-    // Ingest: one invocation per client request.
-    let sink = KinesisSink::new(&config, &stream, Duration::from_secs(5))
-        .await
-        .unwrap();
+/// Sends the workload through one ingest instance serving `concurrency` requests at once; returns
+/// the invocations (one per client request).
+async fn ingest(
+    config: &aws_config::SdkConfig,
+    stream: &str,
+    workload: &[Value],
+    concurrency: usize,
+) -> usize {
+    let sink = KinesisSink::new(
+        config,
+        stream,
+        Duration::from_secs(5),
+        StreamWrites::for_concurrency(concurrency),
+    )
+    .await
+    .unwrap();
     let router = ingest::lambda_service(ingest::router(
         Arc::new(sink),
         &IngestSettings {
@@ -145,25 +156,62 @@ async fn cost_counts_per_million_events() {
             ip_mode: Default::default(),
         },
     ));
-    for batch in workload.chunks(BATCH) {
-        let request = json!({
-            "resource": "/v1/batch", "path": "/v1/batch", "httpMethod": "POST",
-            "headers": {"Authorization": "Bearer k"},
-            "requestContext": {"stage": "v1", "httpMethod": "POST", "resourcePath": "/v1/batch",
-                               "identity": {"sourceIp": "203.0.113.9"}},
-            "body": json!({"batch": batch}).to_string(), "isBase64Encoded": false
+    let requests: Vec<Value> = workload
+        .chunks(BATCH)
+        .map(|batch| {
+            json!({
+                "resource": "/v1/batch", "path": "/v1/batch", "httpMethod": "POST",
+                "headers": {"Authorization": "Bearer k"},
+                "requestContext": {"stage": "v1", "httpMethod": "POST", "resourcePath": "/v1/batch",
+                                   "identity": {"sourceIp": "203.0.113.9"}},
+                "body": json!({"batch": batch}).to_string(), "isBase64Encoded": false
+            })
+        })
+        .collect();
+    let invocations = requests.len();
+    let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let queue = queue.clone();
+        let router = router.clone();
+        workers.spawn(async move {
+            loop {
+                let Some(request) = queue.lock().unwrap().next() else {
+                    return;
+                };
+                let request: lambda_http::request::LambdaRequest =
+                    serde_json::from_value(request).unwrap();
+                let response = lambda_http::Adapter::from(router.clone())
+                    .oneshot(lambda_runtime::LambdaEvent::new(
+                        request,
+                        lambda_runtime::Context::default(),
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(serde_json::to_value(response).unwrap()["statusCode"], 200);
+            }
         });
-        let request: lambda_http::request::LambdaRequest = serde_json::from_value(request).unwrap();
-        let response = lambda_http::Adapter::from(router.clone())
-            .oneshot(lambda_runtime::LambdaEvent::new(
-                request,
-                lambda_runtime::Context::default(),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(serde_json::to_value(response).unwrap()["statusCode"], 200);
-        ours.ingest_invocations += 1;
     }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    invocations
+}
+
+/// Our counts for the workload with an ingest serving `concurrency` requests at once.
+async fn measure(
+    config: &aws_config::SdkConfig,
+    workload: &[Value],
+    seed: &str,
+    concurrency: usize,
+) -> Counts {
+    let kinesis = aws_sdk_kinesis::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let stream = create_stream(&kinesis, "cost", 2).await;
+    let mut ours = Counts {
+        ingest_invocations: ingest(config, &stream, workload, concurrency).await,
+        ..Counts::default()
+    };
 
     // The stream's records, per shard, as the router's event-source mapping delivers them.
     let mut shard_records: Vec<Vec<Value>> = Vec::new();
@@ -191,12 +239,6 @@ async fn cost_counts_per_million_events() {
         url: queue_url,
         arn: queue_arn,
     } = create_queue(&sqs, "cost-warehouse").await;
-    let seed = std::fs::read_to_string(format!(
-        "{}/tests/data/rules-seed.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let article_rules = RoutingRules::parse(&seed, "rules-seed.json").unwrap();
     let rules = seed
         .replacen(
             "arn:aws:lambda:region:account-id:function:function-name:prod",
@@ -213,7 +255,7 @@ async fn cost_counts_per_million_events() {
             &queue_arn,
             1,
         );
-    let s3 = s3_client(&config);
+    let s3 = s3_client(config);
     let bucket = unique("cost-rules");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     s3.put_object()
@@ -271,6 +313,30 @@ async fn cost_counts_per_million_events() {
     // The connector's queue: one ReceiveMessage and one DeleteMessageBatch per invocation.
     ours.sqs_requests += 2 * ours.connector_sqs_invocations;
 
+    // moto is shared and keeps every record in memory: the stream goes.
+    kinesis
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
+    ours
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_counts_per_million_events() {
+    let Some(moto) = moto_url() else { return };
+    let config = sdk_config(&moto).await;
+    let workload: Vec<Value> = (0..EVENTS).map(event).collect();
+    let seed = std::fs::read_to_string(format!(
+        "{}/tests/data/rules-seed.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let article_rules = RoutingRules::parse(&seed, "rules-seed.json").unwrap();
+    let on_demand = measure(&config, &workload, &seed, 1).await;
+    let managed = measure(&config, &workload, &seed, MANAGED_CONCURRENCY).await;
+
     // The article's design on the same events and rules.
     let article = Counts {
         ingest_invocations: EVENTS.div_ceil(BATCH),
@@ -296,79 +362,62 @@ async fn cost_counts_per_million_events() {
     };
 
     let per_million = |count: usize| count as f64 * 1_000_000.0 / EVENTS as f64;
-    eprintln!(
-        "\nper million events ({EVENTS} events measured, batches of {BATCH}, 2 shards):\n\
-         | count | Tributary | article | ratio |\n|---|---:|---:|---:|"
-    );
-    let rows: [(&str, usize, usize); 8] = [
-        (
-            "ingest invocations",
-            ours.ingest_invocations,
-            article.ingest_invocations,
-        ),
-        (
-            "Kinesis records",
-            ours.kinesis_records,
-            article.kinesis_records,
-        ),
-        (
-            "Kinesis PUT payload units",
-            ours.put_units,
-            article.put_units,
-        ),
-        (
-            "router invocations",
-            ours.router_invocations,
-            article.router_invocations,
-        ),
-        (
-            "connector invocations (async invoke)",
-            ours.connector_invokes,
-            article.connector_invokes,
-        ),
-        (
-            "connector invocations (SQS)",
-            ours.connector_sqs_invocations,
-            article.connector_sqs_invocations,
-        ),
-        (
-            "Lambda invocations, all",
-            ours.lambda_invocations(),
-            article.lambda_invocations(),
-        ),
-        ("SQS requests", ours.sqs_requests, article.sqs_requests),
-    ];
-    for (label, ours, article) in rows {
-        let ratio = if ours == 0 || article == 0 {
+    let ratio = |ours: usize, article: usize| {
+        if ours == 0 || article == 0 {
             "-".to_owned()
         } else {
             format!("1/{:.0}", article as f64 / ours as f64)
-        };
+        }
+    };
+    eprintln!(
+        "\nper million events ({EVENTS} events measured, batches of {BATCH}, 2 shards):\n\
+         | count | on-demand ingest | ratio | Managed Instances ingest ({MANAGED_CONCURRENCY} at once) | ratio | article |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    let rows: [(&str, fn(&Counts) -> usize); 8] = [
+        ("ingest invocations", |c| c.ingest_invocations),
+        ("Kinesis records", |c| c.kinesis_records),
+        ("Kinesis PUT payload units", |c| c.put_units),
+        ("router invocations", |c| c.router_invocations),
+        ("connector invocations (async invoke)", |c| {
+            c.connector_invokes
+        }),
+        ("connector invocations (SQS)", |c| {
+            c.connector_sqs_invocations
+        }),
+        ("Lambda invocations, all", Counts::lambda_invocations),
+        ("SQS requests", |c| c.sqs_requests),
+    ];
+    for (label, count) in rows {
+        let (on_demand, managed, article) = (count(&on_demand), count(&managed), count(&article));
         eprintln!(
-            "| {label} | {:.0} | {:.0} | {ratio} |",
-            per_million(ours),
+            "| {label} | {:.0} | {} | {:.0} | {} | {:.0} |",
+            per_million(on_demand),
+            ratio(on_demand, article),
+            per_million(managed),
+            ratio(managed, article),
             per_million(article)
         );
     }
 
-    // moto is shared and keeps every record in memory: the stream goes.
-    kinesis
-        .delete_stream()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
-
-    // The target: at most 1/50 of the article's Lambda invocations.
+    // The target: at most 1/50 of the article's Lambda invocations, either way.
+    for ours in [&on_demand, &managed] {
+        assert!(
+            ours.lambda_invocations() * 50 <= article.lambda_invocations(),
+            "{ours:?} vs {article:?}"
+        );
+    }
+    // PUT payload units: with requests sharing records (group commit) and compressed records,
+    // at most 1/50 of the article's.
     assert!(
-        ours.lambda_invocations() * 50 <= article.lambda_invocations(),
-        "{ours:?} vs {article:?}"
+        managed.put_units * 50 <= article.put_units,
+        "{managed:?} vs {article:?}"
     );
-    // PUT payload units: the ingest answers each request only once its events are in the
+    // One request at a time: the ingest answers each request only once its events are in the
     // stream, so a request of 20 events is at least one record per shard it touches: 1/20 of
-    // the article's one record per event is the floor of this design, not 1/50 (docs/COST.md).
+    // the article's one record per event is the floor there (docs/COST.md).
     assert!(
-        ours.put_units * 18 <= article.put_units,
-        "{ours:?} vs {article:?}"
+        on_demand.put_units * 18 <= article.put_units,
+        "{on_demand:?} vs {article:?}"
     );
 }

@@ -30,7 +30,7 @@ use tributary_backend::aws::SqsDeadLetterQueue;
 use tributary_backend::aws::connector::ConnectorFunction;
 use tributary_backend::aws::destinations::Destinations;
 use tributary_backend::aws::ingest::{self, IngestSettings};
-use tributary_backend::aws::kinesis_sink::KinesisSink;
+use tributary_backend::aws::kinesis_sink::{KinesisSink, StreamWrites};
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 
@@ -204,9 +204,14 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     let config = sdk_config(&moto).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let stream = create_stream(&kinesis, "e2e", 2).await;
-    let sink = KinesisSink::new(&config, &stream, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let sink = KinesisSink::new(
+        &config,
+        &stream,
+        Duration::from_secs(5),
+        StreamWrites::for_concurrency(1),
+    )
+    .await
+    .unwrap();
     let ingest = ingest::router(
         Arc::new(sink),
         &IngestSettings {

@@ -25,10 +25,11 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tributary_backend::aws::destinations::Destinations;
 use tributary_backend::aws::ingest::{self, IngestSettings};
-use tributary_backend::aws::kinesis_sink::KinesisSink;
+use tributary_backend::aws::kinesis_sink::{KinesisSink, StreamWrites};
 use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::aws::{SqsDeadLetterQueue, connector::ConnectorFunction};
+use tributary_server::kinesis;
 
 use aws_common::{
     Queue, connector_config, create_queue, create_stream, data, moto_url, read_stream, s3_client,
@@ -454,9 +455,14 @@ async fn ingest_answers_every_status_through_api_gateway() {
     let config = sdk_config(&moto).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let stream = create_stream(&kinesis, "ingest", 1).await;
-    let sink = KinesisSink::new(&config, &stream, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let sink = KinesisSink::new(
+        &config,
+        &stream,
+        Duration::from_secs(5),
+        StreamWrites::for_concurrency(1),
+    )
+    .await
+    .unwrap();
     let router = ingest::router(Arc::new(sink.clone()), &ingest_settings(0));
     let cases: Value = serde_json::from_str(&data("apigw-rest-requests.json")).unwrap();
     let cases = cases["cases"].as_array().unwrap();
@@ -527,9 +533,14 @@ async fn ingest_answers_every_status_through_api_gateway() {
     );
 
     // 503: a stream that does not exist; the client is told to retry.
-    let missing = KinesisSink::new(&config, &unique("no-such-stream"), Duration::from_secs(1))
-        .await
-        .unwrap();
+    let missing = KinesisSink::new(
+        &config,
+        &unique("no-such-stream"),
+        Duration::from_secs(1),
+        StreamWrites::for_concurrency(1),
+    )
+    .await
+    .unwrap();
     let unavailable = ingest::router(Arc::new(missing), &ingest_settings(0));
     let response = call_ingest(&unavailable, &cases[0]["request"]).await;
     assert_eq!(response["statusCode"], 503, "{response:#}");
@@ -538,12 +549,11 @@ async fn ingest_answers_every_status_through_api_gateway() {
     let mut stored_ids = HashSet::new();
     for (_, records) in read_stream(&kinesis, &stream).await {
         for record in &records {
-            for user in tributary_core::kpl::deaggregate(
-                record.partition_key(),
-                None,
-                record.data().as_ref(),
-            )
-            .unwrap()
+            // The ingest compresses its records (gzip by default).
+            assert!(kinesis::is_compressed(record.data().as_ref()));
+            let data = kinesis::decompress_record(record.data().as_ref()).unwrap();
+            for user in
+                tributary_core::kpl::deaggregate(record.partition_key(), None, &data).unwrap()
             {
                 let envelope: Value = serde_json::from_slice(user.data).unwrap();
                 assert!(envelope["received_at"].is_string());

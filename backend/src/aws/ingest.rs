@@ -17,7 +17,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 
-use super::kinesis_sink::KinesisSink;
+use tributary_server::kinesis::RecordCompression;
+
+use super::kinesis_sink::{KinesisSink, StreamWrites};
 use super::settings::{self, AwsError};
 use crate::ingest::{ClientAddress, EventSink, IngestState, RateLimiter, WriteKeys};
 use crate::ops::metrics::Metrics;
@@ -63,13 +65,23 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
     )
 }
 
-/// The ingest as Lambda serves it: [`router`] behind [`from_api_gateway`].
-pub type LambdaIngest =
-    tower::util::MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
+/// The ingest as Lambda serves it: [`router`] behind [`from_api_gateway`], its responses
+/// buffered into `lambda_http`'s body (which, unlike axum's, can be shared between threads, as
+/// `lambda_http::run_concurrent` requires).
+pub type LambdaIngest = tower::util::BoxCloneService<
+    lambda_http::Request,
+    lambda_http::Response<lambda_http::Body>,
+    std::convert::Infallible,
+>;
 
-/// Wraps the router for `lambda_http::run`.
+/// Wraps the router for `lambda_http::run_concurrent`.
 pub fn lambda_service(router: Router) -> LambdaIngest {
-    tower::util::MapRequest::new(router, from_api_gateway as fn(_) -> _)
+    use lambda_http::IntoResponse;
+    use tower::ServiceExt;
+    let service = tower::util::MapRequest::new(router, from_api_gateway as fn(_) -> _).and_then(
+        |response: axum::response::Response| async move { Ok(response.into_response().await) },
+    );
+    tower::util::BoxCloneService::new(service)
 }
 
 /// What the ingest needs from an API Gateway request: the path without the stage
@@ -158,7 +170,7 @@ pub async fn router_from_env(sdk_config: &aws_config::SdkConfig) -> Result<Lambd
             settings::PUT_TIMEOUT_ENV
         )));
     }
-    let sink = KinesisSink::new(sdk_config, &stream, put_timeout)
+    let sink = KinesisSink::new(sdk_config, &stream, put_timeout, stream_writes_from_env()?)
         .await
         .map_err(|error| AwsError::Config(format!("the Kinesis producer: {error}")))?;
     Ok(lambda_service(router(
@@ -170,6 +182,48 @@ pub async fn router_from_env(sdk_config: &aws_config::SdkConfig) -> Result<Lambd
             ip_mode,
         },
     )))
+}
+
+/// How the ingest writes to the stream: [`StreamWrites::for_concurrency`] of
+/// `AWS_LAMBDA_MAX_CONCURRENCY`, with `TRIBUTARY_LINGER_MS`, `TRIBUTARY_RECORD_COMPRESSION` and
+/// `TRIBUTARY_AGGREGATE_MAX_BYTES` where set.
+///
+/// # Errors
+/// [`AwsError::Config`] for a value that is not a number, an unknown compression, or an
+/// aggregate size Kinesis cannot take.
+pub fn stream_writes_from_env() -> Result<StreamWrites, AwsError> {
+    let max_concurrency = settings::number(settings::MAX_CONCURRENCY_ENV, 1)?;
+    let mut writes = StreamWrites::for_concurrency(usize::try_from(max_concurrency).unwrap_or(1));
+    if let Some(text) = settings::optional(settings::RECORD_COMPRESSION_ENV) {
+        writes.compression = match text.trim() {
+            "gzip" => RecordCompression::Gzip,
+            "none" => RecordCompression::None,
+            other => {
+                return Err(AwsError::Config(format!(
+                    "{}={other:?}: expected gzip or none",
+                    settings::RECORD_COMPRESSION_ENV
+                )));
+            }
+        };
+        if writes.compression == RecordCompression::None {
+            writes.aggregate_max_bytes = tributary_core::kpl::DEFAULT_MAX_AGGREGATE_BYTES;
+        }
+    }
+    if settings::optional(settings::LINGER_ENV).is_some() {
+        writes.linger = Duration::from_millis(settings::number(settings::LINGER_ENV, 0)?);
+    }
+    if settings::optional(settings::AGGREGATE_MAX_BYTES_ENV).is_some() {
+        let bytes = settings::number(settings::AGGREGATE_MAX_BYTES_ENV, 0)?;
+        let limit = tributary_core::kpl::MAX_KINESIS_RECORD_BYTES as u64 - 1024;
+        if !(64..=limit).contains(&bytes) {
+            return Err(AwsError::Config(format!(
+                "{}={bytes}: must be 64..={limit}",
+                settings::AGGREGATE_MAX_BYTES_ENV
+            )));
+        }
+        writes.aggregate_max_bytes = bytes as usize;
+    }
+    Ok(writes)
 }
 
 async fn write_keys_from_ssm(

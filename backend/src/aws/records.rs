@@ -1,7 +1,9 @@
 //! Kinesis records → the envelopes they carry, or poison.
 //!
 //! A Kinesis record holds one envelope's JSON, or a KPL aggregate of envelope JSONs
-//! (de-aggregated with `tributary_core::kpl`). Every event keeps the sequence number of the
+//! (de-aggregated with `tributary_core::kpl`), either of them possibly gzip-compressed (the
+//! ingest function compresses its records; `tributary_server::kinesis::decompress_record`
+//! inflates a record that starts with `1F 8B`, bounded to 1 MiB). Every event keeps the sequence number of the
 //! Kinesis record that carried it (the unit Lambda's partial batch responses speak of).
 //! An envelope without `received_at` (produced straight to the stream, not through the ingest)
 //! gets the record's `approximateArrivalTimestamp`, and the rest of the ingest's normalization
@@ -12,7 +14,8 @@
 //! became `40.005`), which put `received_at` up to 0.99 s early and could move an event across a
 //! suppression's `since` or a deletion's `received_before`.
 //!
-//! Poison: an aggregate whose checksum or protobuf is broken (the whole record), or a user
+//! Poison: a gzip record that does not inflate, an aggregate whose checksum or protobuf is
+//! broken (the whole record, with its bytes as stored), or a user
 //! record that is not a valid envelope (that user record alone; its neighbours are delivered).
 
 use std::borrow::Cow;
@@ -23,6 +26,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tributary_core::envelope::MAX_EVENT_BYTES;
 use tributary_core::{Envelope, Timestamp, kpl};
+use tributary_server::kinesis::decompress_record;
 
 use crate::connectors::OutgoingEvent;
 use crate::ingest::events::normalize;
@@ -169,7 +173,15 @@ pub fn read_data(
         payload_base64: base64::engine::general_purpose::STANDARD.encode(payload),
         error,
     };
-    let user_records = match kpl::deaggregate(partition_key, None, data) {
+    let inflated = match decompress_record(data) {
+        Ok(inflated) => inflated,
+        Err(error) => {
+            read.poison
+                .push(poison(None, partition_key, data, error.to_string()));
+            return read;
+        }
+    };
+    let user_records = match kpl::deaggregate(partition_key, None, &inflated) {
         Ok(records) => records,
         Err(error) => {
             read.poison.push(poison(
@@ -329,6 +341,41 @@ mod tests {
             read.poison[0].error.contains("MD5"),
             "{}",
             read.poison[0].error
+        );
+    }
+
+    #[test]
+    fn gzip_records_are_inflated_and_broken_ones_are_poison() {
+        use std::io::Write;
+        let mut builder = kpl::AggregateBuilder::new(kpl::DEFAULT_MAX_AGGREGATE_BYTES);
+        builder.add("a", None, br#"{"id":"1","name":"ok","data":{}}"#);
+        builder.add("b", None, br#"{"id":"2","name":"ok","data":{}}"#);
+        let gzip = |data: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        let compressed = gzip(&builder.finish());
+        let read = read_data("s", "9", "a", &compressed, ARRIVAL);
+        assert!(read.poison.is_empty(), "{:?}", read.poison);
+        assert_eq!(read.events.len(), 2);
+        let single = gzip(br#"{"id":"3","name":"ok","data":{}}"#);
+        assert_eq!(read_data("s", "10", "c", &single, ARRIVAL).events.len(), 1);
+
+        let truncated = &compressed[..compressed.len() - 4];
+        let read = read_data("s", "11", "a", truncated, ARRIVAL);
+        assert!(read.events.is_empty());
+        assert_eq!(read.poison.len(), 1);
+        assert!(
+            read.poison[0].error.contains("gzip"),
+            "{}",
+            read.poison[0].error
+        );
+        assert_eq!(
+            read.poison[0].payload_base64,
+            base64::engine::general_purpose::STANDARD.encode(truncated),
+            "the record as stored"
         );
     }
 }

@@ -15,6 +15,18 @@ pub const ALLOWED_ORIGINS_ENV: &str = "TRIBUTARY_ALLOWED_ORIGINS";
 pub const PUT_TIMEOUT_ENV: &str = "TRIBUTARY_PUT_TIMEOUT_MS";
 /// Ingest: events per second per write key and function instance (default 0, unlimited).
 pub const RATE_LIMIT_ENV: &str = "TRIBUTARY_RATE_LIMIT_PER_KEY";
+/// Ingest: how long a request's events may wait to share Kinesis records with other requests
+/// being put at the same time, in milliseconds (default 20 when the instance serves several
+/// requests at once, `AWS_LAMBDA_MAX_CONCURRENCY` > 1; else 0).
+pub const LINGER_ENV: &str = "TRIBUTARY_LINGER_MS";
+/// Ingest: `gzip` (default) or `none`: whether Kinesis records are compressed.
+pub const RECORD_COMPRESSION_ENV: &str = "TRIBUTARY_RECORD_COMPRESSION";
+/// Ingest: the most bytes of one KPL aggregate before compression (default 131072 with gzip,
+/// 51200 without).
+pub const AGGREGATE_MAX_BYTES_ENV: &str = "TRIBUTARY_AGGREGATE_MAX_BYTES";
+/// Set by Lambda on Managed Instances: how many requests one execution environment serves at
+/// once (unset: one).
+pub const MAX_CONCURRENCY_ENV: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 /// Router: the bucket of the rules file.
 pub const RULES_BUCKET_ENV: &str = "TRIBUTARY_RULES_BUCKET";
 /// Router: the key of the rules file (default `rules.json`).

@@ -19,8 +19,14 @@ from cfnlint.decode import decode
 TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
 FUNCTIONS = {
     "IngestFunction": "tributary-ingest",
+    "IngestManagedFunction": "tributary-ingest",
     "RouterFunction": "tributary-router",
     "ConnectorFunction": "tributary-connector",
+}
+# The ingest's two deployments, one of which exists (opposite conditions): each with its API.
+INGEST_VARIANTS = {
+    "IngestFunction": ("IngestOnDemand", "IngestApi"),
+    "IngestManagedFunction": ("IngestOnManagedInstances", "IngestManagedApi"),
 }
 
 
@@ -87,7 +93,8 @@ def template_problems(template):
         else:
             roles.setdefault(role, []).append(name)
     for role, users in roles.items():
-        if len(users) > 1:
+        # The ingest's variants never exist together: they may share one role.
+        if len(users) > 1 and set(users) != set(INGEST_VARIANTS):
             problems.append(f"{role}: shared by {', '.join(users)}; one role per function")
         problems.extend(least_privilege_problems(role, resources[role]))
 
@@ -98,11 +105,38 @@ def template_problems(template):
     for name, api in apis.items():
         if "*~1*" not in api.get("Properties", {}).get("BinaryMediaTypes", []):
             problems.append(f"{name}: BinaryMediaTypes lacks */* (gzip bodies would be mangled)")
-    ingest_events = resources.get("IngestFunction", {}).get("Properties", {}).get("Events", {})
-    paths = {event.get("Properties", {}).get("Path") for event in ingest_events.values()}
-    for path in ("/v1/batch", "/v1/event"):
-        if path not in paths:
-            problems.append(f"IngestFunction: no API event for {path}")
+    conditions = template.get("Conditions", {})
+    for name, (condition, api) in INGEST_VARIANTS.items():
+        function = resources.get(name, {})
+        ingest_events = function.get("Properties", {}).get("Events", {})
+        paths = {
+            event.get("Properties", {}).get("Path")
+            for event in ingest_events.values()
+            if ref_target(event.get("Properties", {}).get("RestApiId")) == api
+        }
+        for path in ("/v1/batch", "/v1/event"):
+            if path not in paths:
+                problems.append(f"{name}: no API event on {api} for {path}")
+        if function.get("Condition") != condition or condition not in conditions:
+            problems.append(f"{name}: not under the condition {condition}")
+        if resources.get(api, {}).get("Condition") != condition:
+            problems.append(f"{api}: not under the condition {condition}")
+    # The two conditions must be each other's negation on the same parameter.
+    on_demand = conditions.get("IngestOnDemand")
+    if conditions.get("IngestOnManagedInstances") != {"Fn::Not": [on_demand]}:
+        problems.append("IngestOnManagedInstances is not the negation of IngestOnDemand")
+    # On Managed Instances: a capacity provider in the given subnets, and requests served
+    # several at once (what lets them share Kinesis records).
+    managed = resources.get("IngestManagedFunction", {}).get("Properties", {})
+    capacity = managed.get("CapacityProviderConfig", {})
+    provider = resources.get(ref_target(capacity.get("Arn")), {})
+    if provider.get("Type") != "AWS::Serverless::CapacityProvider":
+        problems.append("IngestManagedFunction: no capacity provider of the template")
+    elif "SubnetIds" not in provider.get("Properties", {}).get("VpcConfig", {}):
+        problems.append("IngestCapacityProvider: no subnets")
+    concurrency = capacity.get("PerExecutionEnvironmentMaxConcurrency")
+    if ref_target(concurrency) not in template.get("Parameters", {}):
+        problems.append("IngestManagedFunction: PerExecutionEnvironmentMaxConcurrency is not a parameter")
 
     # The stream, sized by a parameter, and its Firehose backup to S3.
     streams = resources_of(template, "AWS::Kinesis::Stream")
@@ -360,6 +394,16 @@ class TemplateTest(unittest.TestCase):
             ],
             "firehose": ["Resources", "ArchiveDeliveryStream"],
             "dashboard": ["Resources", "Dashboard"],
+            "managed ingest's concurrency": [
+                "Resources",
+                "IngestManagedFunction",
+                "Properties",
+                "CapacityProviderConfig",
+                "PerExecutionEnvironmentMaxConcurrency",
+            ],
+            "managed ingest's condition": ["Resources", "IngestManagedFunction", "Condition"],
+            "managed ingest's API": ["Resources", "IngestManagedApi", "Condition"],
+            "capacity provider": ["Resources", "IngestCapacityProvider"],
             "DLQ depth alarm": ["Resources", "ConnectorDeadLetterQueueDepthAlarm"],
         }
         for case, path in cases.items():
@@ -388,6 +432,32 @@ class TemplateTest(unittest.TestCase):
             "router mapping: BatchSize missing or 1 (one invoke per record)",
             template_problems(one_at_a_time),
         )
+
+    def test_sam_transforms_the_template(self):
+        """cfn-lint's SAM pass misses some of SAM's own errors (two functions on one API path
+        passed it); the translator itself must accept the template."""
+        import json
+        import os
+
+        import boto3
+        from samtranslator.parser import parser
+        from samtranslator.translator.translator import Translator
+
+        template = json.loads(json.dumps(load()))
+        template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        translated = Translator(
+            {}, parser.Parser(), boto_session=boto3.Session(region_name="us-east-1")
+        ).translate(sam_template=template, parameter_values={})
+        resources = translated["Resources"]
+        managed = resources["IngestManagedFunction"]
+        self.assertEqual(managed["Condition"], "IngestOnManagedInstances")
+        config = managed["Properties"]["CapacityProviderConfig"][
+            "LambdaManagedInstancesCapacityProviderConfig"
+        ]
+        self.assertEqual(config["CapacityProviderArn"], {"Fn::GetAtt": ["IngestCapacityProvider", "Arn"]})
+        self.assertEqual(resources["IngestFunction"]["Condition"], "IngestOnDemand")
+        self.assertNotIn("CapacityProviderConfig", resources["IngestFunction"]["Properties"])
 
 
 if __name__ == "__main__":
