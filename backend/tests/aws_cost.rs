@@ -118,6 +118,9 @@ struct Counts {
     sqs_requests: usize,
 }
 
+/// One count of a [`Counts`].
+type CountOf = fn(&Counts) -> usize;
+
 impl Counts {
     fn lambda_invocations(&self) -> usize {
         self.ingest_invocations
@@ -374,7 +377,7 @@ async fn cost_counts_per_million_events() {
          | count | on-demand ingest | ratio | Managed Instances ingest ({MANAGED_CONCURRENCY} at once) | ratio | article |\n\
          |---|---:|---:|---:|---:|---:|"
     );
-    let rows: [(&str, fn(&Counts) -> usize); 8] = [
+    let rows: [(&str, CountOf); 8] = [
         ("ingest invocations", |c| c.ingest_invocations),
         ("Kinesis records", |c| c.kinesis_records),
         ("Kinesis PUT payload units", |c| c.put_units),
