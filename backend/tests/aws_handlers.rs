@@ -669,3 +669,95 @@ async fn connector_delivers_payloads_and_sqs_events_and_dead_letters_itself() {
     assert_eq!(attributes["error_class"], "retryable");
     assert_eq!(attributes["attempts"], "2");
 }
+
+/// An API Gateway request carrying `batch` with the test's write key.
+fn batch_request(batch: &[Value]) -> Value {
+    json!({
+        "resource": "/v1/batch", "path": "/v1/batch", "httpMethod": "POST",
+        "headers": {"Authorization": "Bearer test-write-key"},
+        "requestContext": {"stage": "v1", "httpMethod": "POST", "resourcePath": "/v1/batch",
+                           "identity": {"sourceIp": "203.0.113.9"}},
+        "body": json!({"batch": batch}).to_string(), "isBase64Encoded": false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_records_and_a_request_alone_does_not_linger() {
+    let Some(moto) = moto_url() else { return };
+    let config = sdk_config(&moto).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let stream = create_stream(&kinesis, "group-commit", 1).await;
+    let ingest_with_linger = |linger: Duration| {
+        let config = config.clone();
+        let stream = stream.clone();
+        async move {
+            let writes = StreamWrites {
+                linger,
+                ..StreamWrites::for_concurrency(16)
+            };
+            let sink = KinesisSink::new(&config, &stream, Duration::from_secs(90), writes)
+                .await
+                .unwrap();
+            ingest::router(Arc::new(sink), &ingest_settings(0))
+        }
+    };
+    let batch = |request: usize| -> Vec<Value> {
+        (0..20)
+            .map(|index| {
+                json!({"id": format!("gc-{request}-{index}"), "name": "page_view",
+                       "data": {"i": index}, "anonymous_id": format!("client-{request}")})
+            })
+            .collect()
+    };
+
+    // Alone: flushed at once. Its records could not go before the linger (a minute) otherwise.
+    let router = ingest_with_linger(Duration::from_secs(60)).await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(30),
+        call_ingest(&router, &batch_request(&batch(0))),
+    )
+    .await
+    .expect("a request alone is answered without waiting for the linger");
+    assert_eq!(response["statusCode"], 200, "{response:#}");
+    let records_before = read_stream(&kinesis, &stream).await[0].1.len();
+    assert_eq!(records_before, 1);
+
+    // Eight at once: the first to arrive flushes what is staged; the others' events wait in the
+    // shard's open aggregate, together, for the linger.
+    let router = ingest_with_linger(Duration::from_secs(2)).await;
+    let mut waiting = tokio::task::JoinSet::new();
+    for request in 1..=8 {
+        let router = router.clone();
+        let body = batch_request(&batch(request));
+        waiting.spawn(async move { call_ingest(&router, &body).await });
+    }
+    while let Some(response) = waiting.join_next().await {
+        assert_eq!(response.unwrap()["statusCode"], 200);
+    }
+    let records = read_stream(&kinesis, &stream).await.remove(0).1;
+    let new_records = &records[records_before..];
+    let mut ids = HashSet::new();
+    for record in new_records {
+        let data = kinesis::decompress_record(record.data().as_ref()).unwrap();
+        for user in tributary_core::kpl::deaggregate(record.partition_key(), None, &data).unwrap() {
+            let envelope: Value = serde_json::from_slice(user.data).unwrap();
+            ids.insert(envelope["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        160,
+        "every event of the eight requests is in the stream"
+    );
+    assert!(
+        new_records.len() <= 3,
+        "eight concurrent requests share records (each alone makes 8): {} records",
+        new_records.len()
+    );
+    kinesis
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
+}
