@@ -26,7 +26,6 @@ use std::time::Duration;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use tributary_backend::aws::SqsDeadLetterQueue;
 use tributary_backend::aws::destinations::Destinations;
 use tributary_backend::aws::ingest::{self, IngestSettings};
@@ -36,7 +35,8 @@ use tributary_backend::aws::rules_source::S3Rules;
 use tributary_backend::routing::RoutingRules;
 
 use aws_common::{
-    Queue, create_queue, create_stream, moto_url, read_stream, s3_client, sdk_config, unique,
+    Queue, batch_request, call_ingest, create_queue, create_stream, delete_stream, moto_url,
+    read_stream, s3_client, sdk_config, unique,
 };
 
 /// Events in the workload.
@@ -150,7 +150,7 @@ async fn ingest(
     )
     .await
     .unwrap();
-    let router = ingest::lambda_service(ingest::router(
+    let router = ingest::router(
         Arc::new(sink),
         &IngestSettings {
             write_keys: vec!["k".into()],
@@ -158,18 +158,10 @@ async fn ingest(
             rate_limit_per_key: 0,
             ip_mode: Default::default(),
         },
-    ));
+    );
     let requests: Vec<Value> = workload
         .chunks(BATCH)
-        .map(|batch| {
-            json!({
-                "resource": "/v1/batch", "path": "/v1/batch", "httpMethod": "POST",
-                "headers": {"Authorization": "Bearer k"},
-                "requestContext": {"stage": "v1", "httpMethod": "POST", "resourcePath": "/v1/batch",
-                                   "identity": {"sourceIp": "203.0.113.9"}},
-                "body": json!({"batch": batch}).to_string(), "isBase64Encoded": false
-            })
-        })
+        .map(|batch| batch_request(batch, "k"))
         .collect();
     let invocations = requests.len();
     let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
@@ -182,16 +174,8 @@ async fn ingest(
                 let Some(request) = queue.lock().unwrap().next() else {
                     return;
                 };
-                let request: lambda_http::request::LambdaRequest =
-                    serde_json::from_value(request).unwrap();
-                let response = lambda_http::Adapter::from(router.clone())
-                    .oneshot(lambda_runtime::LambdaEvent::new(
-                        request,
-                        lambda_runtime::Context::default(),
-                    ))
-                    .await
-                    .unwrap();
-                assert_eq!(serde_json::to_value(response).unwrap()["statusCode"], 200);
+                let response = call_ingest(&router, &request).await;
+                assert_eq!(response["statusCode"], 200, "{response:#}");
             }
         });
     }
@@ -316,13 +300,7 @@ async fn measure(
     // The connector's queue: one ReceiveMessage and one DeleteMessageBatch per invocation.
     ours.sqs_requests += 2 * ours.connector_sqs_invocations;
 
-    // moto is shared and keeps every record in memory: the stream goes.
-    kinesis
-        .delete_stream()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
+    delete_stream(&kinesis, &stream).await;
     ours
 }
 

@@ -35,8 +35,8 @@ use tributary_backend::aws::router::RouterFunction;
 use tributary_backend::aws::rules_source::S3Rules;
 
 use aws_common::{
-    BINARY, Queue, connector_config, create_queue, create_stream, moto_url, read_stream, s3_client,
-    sdk_config, unique,
+    BINARY, Queue, connector_config, create_queue, create_stream, delete_stream, moto_url,
+    read_stream, s3_client, sdk_config, unique,
 };
 
 const KEY: &str = "e2e-write-key";
@@ -509,13 +509,7 @@ async fn ingest_to_kinesis_to_serve_and_to_the_router_and_connector_functions() 
     assert_eq!(report.dead_lettered, 0, "{report:?}");
     assert_eq!(report.sent, report.events, "{report:?}");
     assert!(report.requests >= 1);
-    // moto is shared and keeps every record in memory: the stream goes.
-    kinesis
-        .delete_stream()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
+    delete_stream(&kinesis, &stream).await;
 }
 
 /// A function in moto's Lambda (moto configured not to need Docker; its IAM role created too),

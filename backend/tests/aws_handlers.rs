@@ -22,7 +22,6 @@ use std::time::Duration;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use tributary_backend::aws::destinations::Destinations;
 use tributary_backend::aws::ingest::{self, IngestSettings};
 use tributary_backend::aws::kinesis_sink::{KinesisSink, StreamWrites};
@@ -32,8 +31,8 @@ use tributary_backend::aws::{SqsDeadLetterQueue, connector::ConnectorFunction};
 use tributary_server::kinesis;
 
 use aws_common::{
-    Queue, connector_config, create_queue, create_stream, data, moto_url, read_stream, s3_client,
-    sdk_config, unique,
+    Queue, batch_request, call_ingest, connector_config, create_queue, create_stream, data,
+    delete_stream, envelopes_in, moto_url, read_stream, s3_client, sdk_config, unique,
 };
 
 /// Every message in the queue (received and deleted).
@@ -427,19 +426,6 @@ async fn a_rules_file_with_an_unusable_arn_is_refused_at_load() {
     );
 }
 
-async fn call_ingest(router: &axum::Router, request: &Value) -> Value {
-    let request: lambda_http::request::LambdaRequest =
-        serde_json::from_value(request.clone()).unwrap();
-    let response = lambda_http::Adapter::from(ingest::lambda_service(router.clone()))
-        .oneshot(lambda_runtime::LambdaEvent::new(
-            request,
-            lambda_runtime::Context::default(),
-        ))
-        .await
-        .unwrap();
-    serde_json::to_value(response).unwrap()
-}
-
 fn ingest_settings(rate_limit_per_key: u32) -> IngestSettings {
     IngestSettings {
         write_keys: vec!["test-write-key".into()],
@@ -551,11 +537,7 @@ async fn ingest_answers_every_status_through_api_gateway() {
         for record in &records {
             // The ingest compresses its records (gzip by default).
             assert!(kinesis::is_compressed(record.data().as_ref()));
-            let data = kinesis::decompress_record(record.data().as_ref()).unwrap();
-            for user in
-                tributary_core::kpl::deaggregate(record.partition_key(), None, &data).unwrap()
-            {
-                let envelope: Value = serde_json::from_slice(user.data).unwrap();
+            for envelope in envelopes_in(record) {
                 assert!(envelope["received_at"].is_string());
                 stored_ids.insert(envelope["id"].as_str().unwrap().to_owned());
             }
@@ -565,12 +547,7 @@ async fn ingest_answers_every_status_through_api_gateway() {
         assert!(stored_ids.contains(id), "{id} is not in the stream");
     }
     assert_eq!(accepted_ids.len(), 5);
-    kinesis
-        .delete_stream()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
+    delete_stream(&kinesis, &stream).await;
 }
 
 fn flate2_decode(base64_gzip: &str) -> Vec<u8> {
@@ -670,17 +647,6 @@ async fn connector_delivers_payloads_and_sqs_events_and_dead_letters_itself() {
     assert_eq!(attributes["attempts"], "2");
 }
 
-/// An API Gateway request carrying `batch` with the test's write key.
-fn batch_request(batch: &[Value]) -> Value {
-    json!({
-        "resource": "/v1/batch", "path": "/v1/batch", "httpMethod": "POST",
-        "headers": {"Authorization": "Bearer test-write-key"},
-        "requestContext": {"stage": "v1", "httpMethod": "POST", "resourcePath": "/v1/batch",
-                           "identity": {"sourceIp": "203.0.113.9"}},
-        "body": json!({"batch": batch}).to_string(), "isBase64Encoded": false
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_share_records_and_a_request_alone_does_not_linger() {
     let Some(moto) = moto_url() else { return };
@@ -714,7 +680,7 @@ async fn concurrent_requests_share_records_and_a_request_alone_does_not_linger()
     let router = ingest_with_linger(Duration::from_secs(60)).await;
     let response = tokio::time::timeout(
         Duration::from_secs(30),
-        call_ingest(&router, &batch_request(&batch(0))),
+        call_ingest(&router, &batch_request(&batch(0), "test-write-key")),
     )
     .await
     .expect("a request alone is answered without waiting for the linger");
@@ -728,7 +694,7 @@ async fn concurrent_requests_share_records_and_a_request_alone_does_not_linger()
     let mut waiting = tokio::task::JoinSet::new();
     for request in 1..=8 {
         let router = router.clone();
-        let body = batch_request(&batch(request));
+        let body = batch_request(&batch(request), "test-write-key");
         waiting.spawn(async move { call_ingest(&router, &body).await });
     }
     while let Some(response) = waiting.join_next().await {
@@ -736,14 +702,11 @@ async fn concurrent_requests_share_records_and_a_request_alone_does_not_linger()
     }
     let records = read_stream(&kinesis, &stream).await.remove(0).1;
     let new_records = &records[records_before..];
-    let mut ids = HashSet::new();
-    for record in new_records {
-        let data = kinesis::decompress_record(record.data().as_ref()).unwrap();
-        for user in tributary_core::kpl::deaggregate(record.partition_key(), None, &data).unwrap() {
-            let envelope: Value = serde_json::from_slice(user.data).unwrap();
-            ids.insert(envelope["id"].as_str().unwrap().to_owned());
-        }
-    }
+    let ids: HashSet<String> = new_records
+        .iter()
+        .flat_map(envelopes_in)
+        .map(|envelope| envelope["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         ids.len(),
         160,
@@ -754,10 +717,5 @@ async fn concurrent_requests_share_records_and_a_request_alone_does_not_linger()
         "eight concurrent requests share records (each alone makes 8): {} records",
         new_records.len()
     );
-    kinesis
-        .delete_stream()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
+    delete_stream(&kinesis, &stream).await;
 }

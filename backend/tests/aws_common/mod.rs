@@ -151,6 +151,54 @@ pub async fn read_stream(
     per_shard
 }
 
+/// Deletes a stream: moto is shared and keeps every record in memory.
+pub async fn delete_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    kinesis
+        .delete_stream()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The envelopes a stored record carries: inflated when gzip (the ingest's default), then
+/// de-aggregated.
+pub fn envelopes_in(record: &aws_sdk_kinesis::types::Record) -> Vec<serde_json::Value> {
+    let data = tributary_server::kinesis::decompress_record(record.data().as_ref()).unwrap();
+    tributary_core::kpl::deaggregate(record.partition_key(), None, &data)
+        .unwrap()
+        .into_iter()
+        .map(|user| serde_json::from_slice(user.data).unwrap())
+        .collect()
+}
+
+/// An API Gateway (REST) request POSTing `{"batch": batch}` to `/v1/batch` with `write_key`.
+pub fn batch_request(batch: &[serde_json::Value], write_key: &str) -> serde_json::Value {
+    serde_json::json!({
+        "resource": "/v1/batch", "path": "/v1/batch", "httpMethod": "POST",
+        "headers": {"Authorization": format!("Bearer {write_key}")},
+        "requestContext": {"stage": "v1", "httpMethod": "POST", "resourcePath": "/v1/batch",
+                           "identity": {"sourceIp": "203.0.113.9"}},
+        "body": serde_json::json!({"batch": batch}).to_string(), "isBase64Encoded": false
+    })
+}
+
+/// Calls the ingest function as Lambda does with an API Gateway `request`; the response's JSON.
+pub async fn call_ingest(router: &axum::Router, request: &serde_json::Value) -> serde_json::Value {
+    use tower::ServiceExt;
+    let request: lambda_http::request::LambdaRequest =
+        serde_json::from_value(request.clone()).unwrap();
+    let service = tributary_backend::aws::ingest::lambda_service(router.clone());
+    let response = lambda_http::Adapter::from(service)
+        .oneshot(lambda_runtime::LambdaEvent::new(
+            request,
+            lambda_runtime::Context::default(),
+        ))
+        .await
+        .unwrap();
+    serde_json::to_value(response).unwrap()
+}
+
 /// A connector function's configuration, as `TRIBUTARY_CONNECTOR_CONFIG` would give it
 /// (relative paths from `base`).
 pub fn connector_config(text: &str, base: &Path) -> tributary_backend::config::Config {
