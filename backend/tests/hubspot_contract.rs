@@ -183,9 +183,15 @@ async fn a_400_validation_error_is_permanent_with_hubspot_s_reason() {
         outgoing(&envelope(0, "search")),
         outgoing(&envelope(1, "undefined_event")),
     ];
-    let Delivery::Failed(failure) = hubspot.deliver(&events).await else {
-        panic!()
+    // HubSpot refuses the batch whole; its halves go again: the valid event is delivered, the
+    // invalid one dead-lettered with HubSpot's reason.
+    let delivery = hubspot.deliver(&events).await;
+    let Delivery::Partial(failures) = delivery else {
+        panic!("{delivery:?}")
     };
+    assert_eq!(failures.len(), 1);
+    let (index, failure) = &failures[0];
+    assert_eq!(*index, 1);
     assert_eq!(failure.class, FailureClass::Permanent);
     assert_eq!(failure.status, Some(400));
     assert!(
@@ -198,11 +204,16 @@ async fn a_400_validation_error_is_permanent_with_hubspot_s_reason() {
     assert!(
         failure
             .message
-            .contains("inputs[1].eventName: Event \"pe1234567_undefined_event\" is not defined"),
+            .contains("eventName: Event \"pe1234567_undefined_event\" is not defined"),
         "{}",
         failure.message
     );
-    assert_eq!(api.requests().len(), 1, "not retried");
+    assert_eq!(api.stored().len(), 1, "the valid event is delivered");
+    assert_eq!(
+        api.requests().len(),
+        3,
+        "the batch, then each half; nothing retried"
+    );
 
     // An event HubSpot cannot associate with a record is refused before sending.
     let mut anonymous = envelope(2, "search");
@@ -216,7 +227,56 @@ async fn a_400_validation_error_is_permanent_with_hubspot_s_reason() {
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].0, 1);
     assert!(failures[0].1.message.contains("no email, objectId or utk"));
-    assert_eq!(api.stored().len(), 1);
+    assert_eq!(api.stored().len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_bisected_until_only_the_invalid_events_fail() {
+    let api = portal(1_000).await;
+    let hubspot = connector(&api, 1_000, Duration::from_secs(5));
+    let invalid = [3, 7, 40];
+    let events: Vec<_> = (0..64)
+        .map(|n| {
+            let name = if invalid.contains(&n) {
+                "undefined_event"
+            } else {
+                "search"
+            };
+            outgoing(&envelope(n, name))
+        })
+        .collect();
+    let delivery = hubspot.deliver(&events).await;
+    let Delivery::Partial(failures) = delivery else {
+        panic!("{delivery:?}")
+    };
+    let failed: Vec<usize> = failures.iter().map(|(index, _)| *index).collect();
+    assert_eq!(failed, invalid);
+    assert!(failures.iter().all(|(_, failure)| {
+        failure.status == Some(400) && failure.class == FailureClass::Permanent
+    }));
+    assert_eq!(
+        api.stored().len(),
+        61,
+        "every valid event is delivered, once"
+    );
+    // The batch, then two halves per level on the way down to each invalid event.
+    let requests = api.requests().len();
+    assert!(requests <= 1 + 2 * 3 * 6, "{requests} requests");
+
+    // A retryable answer while bisecting stops it: the rest waits for the retry.
+    let api = portal(1_000).await;
+    let hubspot = connector(&api, 1_000, Duration::from_secs(5));
+    api.script([Scripted::Status(400), Scripted::Status(503)]);
+    let delivery = hubspot.deliver(&events[..4]).await;
+    let Delivery::Failed(failure) = delivery else {
+        panic!("{delivery:?}")
+    };
+    assert_eq!(failure.class, FailureClass::Retryable);
+    assert_eq!(
+        api.requests().len(),
+        2,
+        "the batch, then its first half; no more"
+    );
 }
 
 #[tokio::test]

@@ -19,8 +19,13 @@
 //! - **Answers**: 2xx (HubSpot answers 204) delivered. `429` and 5xx, timeouts and connection
 //!   errors follow the retry rule, with `Retry-After` when present, else the rolling window
 //!   (`X-HubSpot-RateLimit-Interval-Milliseconds`) when `X-HubSpot-RateLimit-Remaining` is 0.
-//!   Other 4xx are permanent, with HubSpot's `message`, `category` and `errors`; HubSpot
-//!   validates a batch as a whole, so a `400` dead-letters the request's events.
+//!   Other 4xx are permanent, with HubSpot's `message`, `category` and `errors`.
+//! - **Bisection on `400`**: HubSpot validates a batch as a whole and refuses all of it for one
+//!   invalid occurrence, so a refused batch is sent again in halves, recursively, until the
+//!   invalid occurrences are alone: those are dead-lettered with HubSpot's reason, the valid ones
+//!   beside them delivered. A batch with `k` invalid occurrences of `n` costs at most about
+//!   `2k·log2(n)` more requests (every one within `requests_per_10s`); a retryable failure of
+//!   any part stops the bisection and fails the rest with it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -379,16 +384,24 @@ impl Connector for HubspotConnector {
                 }
             }
             let sizes = vec![0; mapped.len()];
-            let groups = chunks(&sizes, MAX_BATCH_INPUTS, usize::MAX);
-            let mut groups = groups.into_iter();
-            while let Some(range) = groups.next() {
-                let group = &mapped[range];
+            let mut groups: std::collections::VecDeque<std::ops::Range<usize>> =
+                chunks(&sizes, MAX_BATCH_INPUTS, usize::MAX).into();
+            while let Some(range) = groups.pop_front() {
+                let group = &mapped[range.clone()];
                 let occurrences: Vec<&Value> = group.iter().map(|(_, value)| value).collect();
                 if let Err(failure) = self.send(&occurrences).await {
+                    if failure.status == Some(400) && group.len() > 1 {
+                        // Refused whole for what may be one invalid occurrence: both halves
+                        // go again, first, in order.
+                        let middle = range.start + group.len() / 2;
+                        groups.push_front(middle..range.end);
+                        groups.push_front(range.start..middle);
+                        continue;
+                    }
                     // Rate limits, outages and refusals of the token concern the rest too.
                     failures.extend(group.iter().map(|(index, _)| (*index, failure.clone())));
                     if failure.status != Some(400) {
-                        for rest in groups.by_ref() {
+                        for rest in groups.drain(..) {
                             failures.extend(
                                 mapped[rest]
                                     .iter()
