@@ -4,6 +4,10 @@
 # says otherwise) with a role and a database for the tests, starts it, and prints its URL on
 # stdout (everything else goes to stderr). Idempotent, and fast when the server already runs.
 #
+# The server speaks TLS with a certificate for 127.0.0.1 signed by a CA of its own (made with
+# openssl on first use, in the cluster's folder); the URL says `sslmode=verify-full` and names
+# that CA as `sslrootcert`, so every warehouse test runs over verified TLS.
+#
 #   scripts/start-postgres.sh            start when needed; print the URL
 #   scripts/start-postgres.sh --restart  restart the server (the lost-connection test uses it)
 #   scripts/start-postgres.sh --stop     stop it
@@ -20,17 +24,54 @@ cluster=tributary
 role=tributary
 password=tributary-test
 database=tributary_test
-url="postgres://$role:$password@127.0.0.1:$port/$database"
+version=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)
+tls_dir="/etc/postgresql/$version/$cluster/tls"
+url="postgres://$role:$password@127.0.0.1:$port/$database?sslmode=verify-full&sslrootcert=$tls_dir/ca.pem"
 
 log() { echo "start-postgres: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 as_postgres() { as_root runuser -u postgres -- "$@"; }
 
 can_connect() {
-    command -v psql >/dev/null 2>&1 &&
-        PGPASSWORD=$password PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$port" -U "$role" -d "$database" \
-            -tAc 'SELECT 1' >/dev/null 2>&1
+    command -v psql >/dev/null 2>&1 && [ -f "$tls_dir/ca.pem" ] &&
+        PGPASSWORD=$password PGCONNECT_TIMEOUT=3 PGSSLMODE=verify-full PGSSLROOTCERT="$tls_dir/ca.pem" \
+            psql -h 127.0.0.1 -p "$port" -U "$role" -d "$database" -tAc 'SELECT 1' >/dev/null 2>&1
 }
+
+# A CA and a server certificate for 127.0.0.1 (what rustls and libpq's verify-full check: a v3
+# CA certificate, a subjectAltName on the server's), and the server configured to use them.
+ensure_tls() {
+    if [ ! -f "$tls_dir/server.key" ]; then
+        command -v openssl >/dev/null 2>&1 ||
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >&2
+        log "making a test CA and a certificate for 127.0.0.1 in $tls_dir"
+        as_root mkdir -p "$tls_dir"
+        as_root openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Tributary test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$tls_dir/ca.key" -out "$tls_dir/ca.pem" 2>/dev/null
+        as_root openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$tls_dir/server.key" -out "$tls_dir/server.csr" 2>/dev/null
+        printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" |
+            as_root tee "$tls_dir/server.ext" >/dev/null
+        as_root openssl x509 -req -in "$tls_dir/server.csr" -CA "$tls_dir/ca.pem" -CAkey "$tls_dir/ca.key" \
+            -CAcreateserial -days 3650 -extfile "$tls_dir/server.ext" -out "$tls_dir/server.pem" 2>/dev/null
+        as_root chown postgres:postgres "$tls_dir/server.key" "$tls_dir/server.pem"
+        as_root chmod 600 "$tls_dir/server.key" "$tls_dir/ca.key"
+        as_root chmod 644 "$tls_dir/ca.pem" "$tls_dir/server.pem"
+    fi
+    local conf="/etc/postgresql/$version/$cluster/conf.d/tributary-tls.conf"
+    if [ ! -f "$conf" ]; then
+        as_root tee "$conf" >/dev/null <<CONF
+# Written by scripts/start-postgres.sh: TLS with the tests' own CA (sslmode=verify-full).
+ssl = on
+ssl_cert_file = '$tls_dir/server.pem'
+ssl_key_file = '$tls_dir/server.key'
+CONF
+        tls_changed=1
+    fi
+}
+tls_changed=0
 
 # Fast path: already running and set up.
 if [ "$mode" = start ] && can_connect; then
@@ -44,6 +85,8 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
 fi
 version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+tls_dir="/etc/postgresql/$version/$cluster/tls"
+url="postgres://$role:$password@127.0.0.1:$port/$database?sslmode=verify-full&sslrootcert=$tls_dir/ca.pem"
 
 if ! pg_lsclusters -h 2>/dev/null | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c { found = 1 } END { exit !found }'; then
     log "creating cluster $version/$cluster on 127.0.0.1:$port"
@@ -54,6 +97,7 @@ listen_addresses = '127.0.0.1'
 port = $port
 CONF
 fi
+ensure_tls
 
 status() { pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c { print $4 }'; }
 case "$mode" in
@@ -71,6 +115,9 @@ case "$mode" in
         as_root mkdir -p /var/run/postgresql
         as_root chown postgres:postgres /var/run/postgresql
         as_root pg_ctlcluster "$version" "$cluster" start >&2
+    elif [ "$tls_changed" = 1 ]; then
+        log "reloading $version/$cluster for its TLS settings"
+        as_root pg_ctlcluster "$version" "$cluster" reload >&2
     fi
     ;;
 esac
@@ -80,6 +127,16 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 pg_isready -q -h 127.0.0.1 -p "$port" || { log "the server did not come up; see /var/log/postgresql/"; exit 1; }
+if [ "$tls_changed" = 1 ]; then
+    # A reload takes effect a moment later: wait for a verified TLS session (the role may not
+    # exist yet on a new cluster, so only the handshake is waited for).
+    for _ in $(seq 1 50); do
+        PGSSLMODE=verify-full PGSSLROOTCERT="$tls_dir/ca.pem" PGCONNECT_TIMEOUT=3 \
+            psql -h 127.0.0.1 -p "$port" -U "$role" -d "$database" -tAc 'SELECT 1' 2>&1 |
+            grep -qv 'SSL\|certificate' && break
+        sleep 0.1
+    done
+fi
 
 if ! can_connect; then
     log "creating role $role and database $database"

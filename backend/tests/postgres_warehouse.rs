@@ -290,3 +290,85 @@ async fn a_refused_login_is_dead_lettered_without_the_password() {
     assert!(said.contains("url_env names TEST_WAREHOUSE_URL"), "{said}");
     assert!(!said.contains(PASSWORD), "{said}");
 }
+
+/// The test server's URL with `sslmode` (and `sslrootcert`, when given) replaced, and an
+/// application name to find the connector's connections by.
+fn with_tls(url: &str, sslmode: &str, root_cert: Option<&str>, application: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| !matches!(key.as_ref(), "sslmode" | "sslrootcert"))
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    let mut query = url.query_pairs_mut();
+    query.clear().extend_pairs(kept);
+    query.append_pair("sslmode", sslmode);
+    if let Some(root_cert) = root_cert {
+        query.append_pair("sslrootcert", root_cert);
+    }
+    query.append_pair("application_name", application);
+    drop(query);
+    url.into()
+}
+
+#[tokio::test]
+async fn tls_follows_libpq_s_sslmode() {
+    let Some(url) = url("tls_follows_libpq_s_sslmode") else {
+        return;
+    };
+    // scripts/start-postgres.sh gives a verify-full URL naming its own CA.
+    let root_cert = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(key, _)| key == "sslrootcert")
+        .map(|(_, value)| value.into_owned())
+        .expect("the test server's URL names its CA (sslrootcert)");
+    let table = unique_table("tls");
+    let db = client(&url).await;
+    let cases = [
+        ("verify-full", Some(root_cert.as_str()), Some(true)),
+        ("verify-ca", Some(root_cert.as_str()), Some(true)),
+        ("require", None, Some(true)),
+        ("prefer", None, Some(true)),
+        ("disable", None, Some(false)),
+        // The system's CAs do not know the test CA: refused, and said why.
+        ("verify-full", None, None),
+    ];
+    for (n, (sslmode, root, encrypted)) in cases.into_iter().enumerate() {
+        let application = format!("tributary-tls-{}-{n}", std::process::id());
+        let warehouse = PostgresConnector::new(
+            &with_tls(&url, sslmode, root, &application),
+            &table,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let delivery = warehouse
+            .deliver(&[outgoing(&envelope(100 + n, "login"))])
+            .await;
+        let Some(encrypted) = encrypted else {
+            let Delivery::Failed(failure) = delivery else {
+                panic!("{sslmode} without the CA: {delivery:?}")
+            };
+            assert!(
+                failure.message.contains("certificate"),
+                "{sslmode}: {}",
+                failure.message
+            );
+            continue;
+        };
+        assert_eq!(delivery, Delivery::Delivered, "{sslmode}");
+        let row = db
+            .query_one(
+                "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.application_name = $1",
+                &[&application],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Option<bool>>(0), Some(encrypted), "{sslmode}");
+    }
+    assert_eq!(count(&db, &table).await, 5);
+    db.batch_execute(&format!("DROP TABLE \"{table}\""))
+        .await
+        .unwrap();
+}

@@ -25,6 +25,7 @@ pub mod hubspot;
 pub mod jsonl;
 pub mod mixpanel;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod retry;
 pub mod sqlite;
 pub mod support;

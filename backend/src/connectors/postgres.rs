@@ -10,7 +10,8 @@
 //! ```
 //!
 //! - The URL comes from the variable `url_env` names (`postgres://user:password@host/db`);
-//!   connections come from a pool of four (`deadpool-postgres`), made without TLS.
+//!   connections come from a pool of four (`deadpool-postgres`), over TLS as the URL's
+//!   `sslmode` (and `sslrootcert`) say, with libpq's meanings ([`super::postgres_tls`]).
 //! - The table (`table`, default `events`) is created on the first delivery when missing.
 //! - A batch is one statement: `INSERT … SELECT * FROM UNNEST($1::text[], …) ON CONFLICT (id)
 //!   DO NOTHING`, so a redelivered event is stored once.
@@ -25,11 +26,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::postgres_tls::{self, TlsMode, TlsSettings};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
-use tokio_postgres::NoTls;
 
 use super::support::{self, Redactor, parse_envelope, text, timestamp};
 use super::{Connector, DeliveryFuture, Erasure, ErasureFuture, Failure, OutgoingEvent};
@@ -206,10 +207,17 @@ impl PostgresConnector {
     /// # Errors
     /// When the URL is not a usable connection string; the message never repeats the URL.
     pub fn new(url: &str, table: &str, timeout: Duration) -> Result<Self, String> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|_| {
+        let (url_without_tls, tls) = postgres_tls::split_url(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url_without_tls).map_err(|_| {
             "it does not hold a usable PostgreSQL URL (postgres://user:password@host:port/database)"
                 .to_owned()
         })?;
+        let tls = tls.unwrap_or_else(|| TlsSettings {
+            mode: TlsMode::from_negotiation(config.get_ssl_mode()),
+            root_cert: None,
+        });
+        config.ssl_mode(tls.mode.negotiation());
+        let tls_connector = postgres_tls::connector(&tls)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeout);
         }
@@ -222,7 +230,7 @@ impl PostgresConnector {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls_connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
