@@ -54,7 +54,9 @@ pub fn router(sink: Arc<dyn EventSink>, settings: &IngestSettings) -> Router {
         // API Gateway hands the function the whole body at once; the bound only matters for a
         // socket (local mode), so it stays at `server.body_timeout`'s default.
         body_timeout: std::time::Duration::from_secs(30),
-        // A Lambda instance serves one request at a time: the bound never sheds there.
+        // On-demand Lambda serves one request at a time, so the bound never sheds there; on
+        // Managed Instances it bounds what the concurrent requests of one execution environment
+        // hold (8 MiB: 16 requests of the largest body), and sheds beyond with `503`.
         admission: crate::ingest::Admission::new(
             crate::ingest::admission::DEFAULT_MAX_PENDING_BYTES,
         ),
