@@ -77,6 +77,10 @@ impl DestinationWorker {
             move |reader| reader.committed_offset(&name)
         })
         .await?;
+        let shared_committed = Arc::new(std::sync::atomic::AtomicU64::new(committed));
+        self.context
+            .metrics
+            .track_lag(&name, shared_committed.clone(), self.log.appended());
         let mut progress = Progress {
             cursor: committed,
             committed,
@@ -130,6 +134,7 @@ impl DestinationWorker {
             if safe > progress.committed && (idle || last_commit.elapsed() >= COMMIT_INTERVAL) {
                 commit(&reader, &name, safe).await?;
                 progress.committed = safe;
+                shared_committed.store(safe, std::sync::atomic::Ordering::Release);
                 last_commit = Instant::now();
             }
             self.publish_lag(&label, &progress, newest);
@@ -185,6 +190,7 @@ impl DestinationWorker {
             .map_or(progress.cursor, |first| first - 1);
         if safe > progress.committed {
             commit(&reader, &name, safe).await?;
+            shared_committed.store(safe, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }

@@ -1,5 +1,14 @@
 //! The Prometheus metrics of the local pipeline (`GET /metrics`), documented in
 //! `docs/OPERATIONS.md`.
+//!
+//! # Invariants
+//! - `log_lag_events` is computed when the metrics are read, from the log's head and each
+//!   destination's committed offset ([`Metrics::track_lag`]), not only when its delivery worker
+//!   runs: a worker that stalls (or has not woken for the newest appends yet) shows its lag
+//!   growing instead of the last value it published.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,6 +70,16 @@ pub struct Metrics {
     pub dlq_depth: Family<DestinationLabel, Gauge>,
     /// Log records skipped because their checksum failed.
     pub corrupt_records: Counter,
+    /// Where each destination's lag is read from when the metrics are encoded.
+    lag_sources: std::sync::Mutex<Vec<LagSource>>,
+}
+
+/// A destination's committed offset and the log's head, as its worker shares them.
+#[derive(Debug)]
+struct LagSource {
+    label: DestinationLabel,
+    committed: Arc<AtomicU64>,
+    head: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Default for Metrics {
@@ -194,6 +213,42 @@ impl Metrics {
             log_lag_seconds,
             dlq_depth,
             corrupt_records,
+            lag_sources: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Has `log_lag_events` of `destination` read, on every encode, as the log's `head` minus
+    /// the `committed` offset its worker stores (see the module's invariants).
+    pub fn track_lag(
+        &self,
+        destination: &str,
+        committed: Arc<AtomicU64>,
+        head: tokio::sync::watch::Receiver<u64>,
+    ) {
+        let label = Self::destination(destination);
+        let mut sources = self
+            .lag_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sources.retain(|source| source.label != label);
+        sources.push(LagSource {
+            label,
+            committed,
+            head,
+        });
+    }
+
+    fn refresh_lag(&self) {
+        let sources = self
+            .lag_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for source in sources.iter() {
+            let head = *source.head.borrow();
+            let behind = head.saturating_sub(source.committed.load(Ordering::Acquire));
+            self.log_lag_events
+                .get_or_create(&source.label)
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
         }
     }
 
@@ -220,9 +275,47 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.refresh_lag();
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag_line(metrics: &Metrics) -> String {
+        metrics
+            .encode()
+            .lines()
+            .find(|line| line.starts_with("tributary_log_lag_events{destination=\"warehouse\"}"))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn lag_is_read_from_the_head_and_the_committed_offset_when_encoded() {
+        let metrics = Metrics::new();
+        let committed = Arc::new(AtomicU64::new(4));
+        let (head, receiver) = tokio::sync::watch::channel(4u64);
+        metrics.track_lag("warehouse", committed.clone(), receiver);
+        assert_eq!(
+            lag_line(&metrics),
+            "tributary_log_lag_events{destination=\"warehouse\"} 0"
+        );
+        // Appends the worker has not seen yet (it never ran again) still count.
+        head.send_replace(10);
+        assert_eq!(
+            lag_line(&metrics),
+            "tributary_log_lag_events{destination=\"warehouse\"} 6"
+        );
+        committed.store(10, Ordering::Release);
+        assert_eq!(
+            lag_line(&metrics),
+            "tributary_log_lag_events{destination=\"warehouse\"} 0"
+        );
     }
 }
