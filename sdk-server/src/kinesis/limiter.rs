@@ -75,6 +75,15 @@ impl ShardLimiter {
         }
     }
 
+    /// Whether `records` records of `bytes` in all would all be allowed now.
+    pub(crate) fn covers(&self, records: usize, bytes: usize, now: Instant) -> bool {
+        let mut record_bucket = self.records.clone();
+        let mut byte_bucket = self.bytes.clone();
+        record_bucket.refill(now);
+        byte_bucket.refill(now);
+        record_bucket.tokens >= records as f64 && byte_bucket.tokens >= bytes as f64
+    }
+
     /// When a record of `bytes` will be allowed.
     pub(crate) fn ready_at(&self, bytes: usize, now: Instant) -> Instant {
         let mut records = self.records.clone();
@@ -114,6 +123,9 @@ mod tests {
             taken += 1;
         }
         assert_eq!(taken, 1_000, "1000 records/s");
+        assert!(!limiter.covers(1, 100, start));
+        assert!(limiter.covers(10, 1_000, start + Duration::from_millis(10)));
+        assert!(!limiter.covers(11, 1_000, start + Duration::from_millis(10)));
         let ready = limiter.ready_at(100, start);
         assert!(ready > start && ready <= start + Duration::from_millis(2));
         assert!(limiter.try_take(100, start + Duration::from_millis(10)));
