@@ -54,6 +54,7 @@ mod api;
 mod compression;
 mod config;
 mod driver;
+mod envelope_json;
 mod limiter;
 mod metrics;
 mod outcome;
