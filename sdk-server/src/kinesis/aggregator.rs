@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use tributary_core::kpl::{self, AggregateBuilder};
 
 use super::compression::{compress_record, decompress_record};
+use super::handles::Reply;
 use super::limiter::ShardLimiter;
-use super::outcome::{Attempt, Reply};
+use super::outcome::Attempt;
 
 /// A user record inside the producer.
 #[derive(Debug)]

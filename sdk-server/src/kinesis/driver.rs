@@ -572,7 +572,7 @@ impl Driver {
                                     shard_id: &shard_id,
                                 },
                             );
-                            let _ = reply.send(Ok(PutOutcome {
+                            reply.send(Ok(PutOutcome {
                                 shard_id: shard_id.clone(),
                                 sequence_number: sequence_number.clone(),
                                 sub_sequence_number: record.aggregated.then_some(index),
@@ -649,7 +649,7 @@ impl Driver {
             .observe(member.attempts.len().saturating_sub(1) as u64);
         let persisted = reason != FailureReason::Expired && member.spool_seq.is_some();
         if let Some(reply) = member.reply.take() {
-            let _ = reply.send(Err(RecordFailure {
+            reply.send(Err(RecordFailure {
                 reason,
                 partition_key: std::mem::take(&mut member.partition_key),
                 data: std::mem::take(&mut member.data),
@@ -971,7 +971,7 @@ pub(crate) fn pending(
     record: super::Record,
     hash: u128,
     config: &Config,
-    reply: Option<super::outcome::Reply>,
+    reply: Option<super::handles::Reply>,
     buffer_bytes: usize,
 ) -> Pending {
     let now = Instant::now();

@@ -55,6 +55,7 @@ mod compression;
 mod config;
 mod driver;
 mod envelope_json;
+mod handles;
 mod limiter;
 mod metrics;
 mod outcome;

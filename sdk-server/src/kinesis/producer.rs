@@ -19,6 +19,7 @@ use super::api::Api;
 use super::config::{Config, WhenFull};
 use super::driver::{Command, Driver, Shared};
 use super::envelope_json::EnvelopeJson;
+use super::handles;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::outcome::RecordHandle;
 use super::spool::Spool;
@@ -482,7 +483,7 @@ impl Producer {
         hash: u128,
         size: usize,
     ) -> Result<RecordHandle, Error> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, handle) = handles::channel();
         let staged = Staged::new(
             record.explicit_hash_key.map(str::to_owned),
             hash,
@@ -495,7 +496,7 @@ impl Producer {
             .push(record.partition_key, record.data, staged, &shared.metrics)
             // Shut down between taking buffer budget and handing over: nothing was accepted.
             .map_err(|_| Error::Closed)?;
-        Ok(RecordHandle { receiver })
+        Ok(handle)
     }
 }
 
