@@ -193,20 +193,49 @@ impl Event {
         Ok(())
     }
 
-    /// The envelope and the partition key set with [`Event::partition_key`].
-    #[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
-    pub(crate) fn into_envelope_and_key(mut self) -> (Envelope, Option<String>) {
-        let key = self.partition_key.take();
-        (self.into_envelope(), key)
-    }
-
     /// The envelope (built on the background task).
     pub(crate) fn into_envelope(self) -> Envelope {
+        self.into_parts().into_envelope()
+    }
+
+    /// Its fields, the properties merged into `data` (later values win).
+    pub(crate) fn into_parts(self) -> EventParts {
         let mut data = self.data;
         for (key, value) in self.properties {
             data.insert(key.into_owned(), value);
         }
-        let mut envelope = Envelope::new(self.name.into_owned(), data);
+        EventParts {
+            name: self.name,
+            data,
+            user_id: self.user_id,
+            anonymous_id: self.anonymous_id,
+            id: self.id,
+            timestamp: self.timestamp,
+            context: self.context,
+            partition_key: self.partition_key,
+        }
+    }
+}
+
+/// An [`Event`]'s fields, for Kinesis mode, which writes the envelope's JSON from them without
+/// building the envelope.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "kinesis"), allow(dead_code))]
+pub(crate) struct EventParts {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) data: Map<String, Value>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) anonymous_id: Option<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) timestamp: Option<OffsetDateTime>,
+    pub(crate) context: Map<String, Value>,
+    pub(crate) partition_key: Option<String>,
+}
+
+impl EventParts {
+    /// The envelope (its `source` is left unset).
+    pub(crate) fn into_envelope(self) -> Envelope {
+        let mut envelope = Envelope::new(self.name.into_owned(), self.data);
         envelope.user_id = self.user_id;
         envelope.anonymous_id = self.anonymous_id;
         envelope.id = self.id;

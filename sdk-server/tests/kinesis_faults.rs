@@ -502,3 +502,44 @@ async fn refuses_records_kinesis_would_refuse() {
     assert!(text.contains("kpl_user_records_put_total{stream=\"test-stream\"} 1"));
     producer.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_shard_gets_its_budget_in_a_few_large_requests() {
+    let double = KinesisDouble::start(1).await;
+    double.enforce_limits(true);
+    let producer = producer(
+        &double,
+        Config {
+            aggregation: false,
+            ..Config::default()
+        },
+    )
+    .await;
+    // 2.5 seconds of the shard's 1000 records/s: one second of burst at once, then 1.5 s of
+    // backlog, which goes out a quarter of a second of budget at a time.
+    let mut handles = Vec::new();
+    for index in 0..2_500 {
+        handles.push(producer.send_record(record(index)).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let requests = double.requests();
+    let refused = requests
+        .iter()
+        .flat_map(|request| &request.entries)
+        .filter(|(_, error)| error.is_some())
+        .count();
+    assert!(refused < 50, "{refused} entries refused");
+    // One request per refill (a record's worth of budget every millisecond) would be hundreds,
+    // and was during a flush; a request per 250 ms of budget is about 2 (the burst, 500
+    // entries a request) + 6.
+    assert!(
+        (6..=14).contains(&requests.len()),
+        "{} requests for 2,500 records on a saturated shard",
+        requests.len()
+    );
+    assert_eq!(producer.metrics().user_records_put, 2_500);
+    producer.shutdown(Duration::from_secs(1)).await;
+}

@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use tributary_core::kpl::{self, AggregateBuilder};
 
 use super::compression::{compress_record, decompress_record};
+use super::handles::Reply;
 use super::limiter::ShardLimiter;
-use super::outcome::{Attempt, Reply};
+use super::outcome::Attempt;
 
 /// A user record inside the producer.
 #[derive(Debug)]
@@ -372,10 +373,13 @@ impl ShardState {
         open.into_iter().chain(ready).min()
     }
 
-    /// Whether more Kinesis records are ready than go out at once (a shard held back by its
-    /// budget, its backoff or the requests in flight).
-    pub(crate) fn backlogged(&self) -> bool {
-        self.ready.len() > 1
+    /// Whether more Kinesis records are ready than the shard's budget lets go now: then
+    /// waiting longer costs the shard no throughput, and its records go out in fewer, larger
+    /// requests.
+    pub(crate) fn backlogged(&self, now: Instant) -> bool {
+        self.id.is_some()
+            && self.ready.len() > 1
+            && !self.limiter.covers(self.ready.len(), self.ready_bytes, now)
     }
 
     /// When the front of `ready` may be sent, given the backoff and the limiter (`None` when

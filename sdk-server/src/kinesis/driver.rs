@@ -17,11 +17,14 @@
 //!   times, not once per record.
 //! - Every `PutRecords` holds at most `collection_max_count` entries and
 //!   `collection_max_bytes`; every shard gets at most its token bucket's budget.
-//! - A shard with a backlog (more Kinesis records ready than its budget lets go at once) is
-//!   sent to at most once per `max_buffered_time` / 2 by a request that is not full, with
-//!   everything its budget allows then: under saturation the budget (which a bucket keeps for a
-//!   second) goes out in a few large requests instead of one small request per refill. A shard
-//!   without a backlog sends as soon as its records are due.
+//! - A shard with a backlog (more Kinesis records ready than its budget lets go now) is sent to
+//!   at most once per `BACKLOG_PACE` (250 ms) by a request that is not full, with everything
+//!   its budget allows then: under saturation the budget (which a bucket keeps for a second)
+//!   goes out in a few large requests instead of one small request per refill, at no cost in
+//!   throughput; its records, already waiting for budget, wait at most that much longer. The
+//!   records of a backlogged shard never make a request "full" before its pace has passed, and
+//!   a flush keeps the pace (only a shutdown, against its deadline, does not). A shard without
+//!   a backlog sends as soon as its records are due.
 //! - Buffer permits (records and bytes) are returned when a record ends, so `send` waits only
 //!   while the buffer really is full.
 
@@ -58,6 +61,9 @@ const REFRESH_RETRY: Duration = Duration::from_secs(5);
 const EXPIRY_GRANULARITY: Duration = Duration::from_millis(100);
 /// The longest time between two takes from the staging while records keep coming.
 const MAX_TAKE_INTERVAL: Duration = Duration::from_millis(10);
+/// The shortest time between two requests that are not full, while a shard has a backlog: a
+/// quarter of the second of budget a shard's bucket holds goes out at once.
+const BACKLOG_PACE: Duration = Duration::from_millis(250);
 /// Kinesis's error code for a shard over its limits.
 const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
@@ -118,8 +124,6 @@ pub(crate) struct Driver {
     take_interval: Duration,
     /// When the last `PutRecords` started.
     last_start: Option<Instant>,
-    /// The shortest time between two requests that are not full, for shards with a backlog.
-    pace: Duration,
     shared: Arc<Shared>,
     map: ShardMap,
     /// One per shard of `map`, then one for records no known shard holds.
@@ -173,7 +177,6 @@ impl Driver {
             last_take: now,
             take_interval: (config.max_buffered_time / 10).min(MAX_TAKE_INTERVAL),
             last_start: None,
-            pace: config.max_buffered_time / 2,
             shared,
             map: ShardMap::default(),
             shards: vec![ShardState::new(
@@ -389,16 +392,7 @@ impl Driver {
         if self.requests.len() >= self.config.max_in_flight_requests {
             return;
         }
-        let (count, bytes) = self.shards.iter().fold((0, 0), |(count, bytes), shard| {
-            (count + shard.ready.len(), bytes + shard.ready_bytes)
-        });
-        let paced = self.last_start.is_some_and(|at| now < at + self.pace);
-        let due = self.shards.iter().any(|shard| {
-            shard.ready_due.is_some_and(|due| due <= now) && !(paced && shard.backlogged())
-        });
-        let full =
-            count >= self.config.collection_max_count || bytes >= self.config.collection_max_bytes;
-        if !(forcing || due || full) {
+        if !self.worth_a_request(now, forcing) {
             return;
         }
         while self.requests.len() < self.config.max_in_flight_requests {
@@ -408,6 +402,30 @@ impl Driver {
             }
             self.start(batch, now);
         }
+    }
+
+    /// Whether a request should start now: a shard's records are due (all are, during a flush
+    /// or shutdown), or the records the shards may send now fill a request. A backlogged shard
+    /// counts only once `BACKLOG_PACE` has passed since the last request (any request that
+    /// starts before carries its records along), except during a shutdown.
+    fn worth_a_request(&mut self, now: Instant, forcing: bool) -> bool {
+        let paced =
+            self.shutdown.is_none() && self.last_start.is_some_and(|at| now < at + BACKLOG_PACE);
+        let (mut count, mut bytes) = (0, 0);
+        for shard in &mut self.shards {
+            if shard.ready.is_empty()
+                || shard.backoff_until.is_some_and(|until| until > now)
+                || (paced && shard.backlogged(now))
+            {
+                continue;
+            }
+            if forcing || shard.ready_due.is_some_and(|due| due <= now) {
+                return true;
+            }
+            count += shard.ready.len();
+            bytes += shard.ready_bytes;
+        }
+        count >= self.config.collection_max_count || bytes >= self.config.collection_max_bytes
     }
 
     /// One `PutRecords`' worth of Kinesis records, taken round-robin from the shards that are
@@ -554,7 +572,7 @@ impl Driver {
                                     shard_id: &shard_id,
                                 },
                             );
-                            let _ = reply.send(Ok(PutOutcome {
+                            reply.send(Ok(PutOutcome {
                                 shard_id: shard_id.clone(),
                                 sequence_number: sequence_number.clone(),
                                 sub_sequence_number: record.aggregated.then_some(index),
@@ -631,7 +649,7 @@ impl Driver {
             .observe(member.attempts.len().saturating_sub(1) as u64);
         let persisted = reason != FailureReason::Expired && member.spool_seq.is_some();
         if let Some(reply) = member.reply.take() {
-            let _ = reply.send(Err(RecordFailure {
+            reply.send(Err(RecordFailure {
                 reason,
                 partition_key: std::mem::take(&mut member.partition_key),
                 data: std::mem::take(&mut member.data),
@@ -872,12 +890,12 @@ impl Driver {
                 wake = Some(wake.map_or(at, |wake| wake.min(at)));
             }
         };
-        let paced_until = self.last_start.map(|at| at + self.pace);
+        let paced_until = self.last_start.map(|at| at + BACKLOG_PACE);
         for shard in &self.shards {
             consider(shard.open_due());
             if room {
                 let mut at = shard.sendable_at(now, forcing);
-                if !forcing && shard.backlogged() {
+                if self.shutdown.is_none() && shard.backlogged(now) {
                     at = at.map(|at| paced_until.map_or(at, |paced| at.max(paced)));
                 }
                 consider(at);
@@ -953,7 +971,7 @@ pub(crate) fn pending(
     record: super::Record,
     hash: u128,
     config: &Config,
-    reply: Option<super::outcome::Reply>,
+    reply: Option<super::handles::Reply>,
     buffer_bytes: usize,
 ) -> Pending {
     let now = Instant::now();

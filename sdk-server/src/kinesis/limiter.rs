@@ -1,11 +1,21 @@
 //! A shard's token buckets: records per second and bytes per second, refilled continuously,
 //! holding at most one second's budget.
+//!
+//! # Invariants
+//! - A take leaves [`HEADROOM`] of the bucket's capacity in it (unless the bucket is full and
+//!   the amount needs more): Kinesis's own bucket sees a request a little later than ours, and
+//!   by a delay that varies with the request, so a shard sent its whole budget at once would
+//!   find Kinesis a few milliseconds' worth short. The headroom is a constant offset: a shard
+//!   at saturation still gets its full rate.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::config::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
+
+/// The share of a bucket's capacity a take leaves in it: 20 ms of budget.
+const HEADROOM: f64 = 0.02;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ShardLimiter {
@@ -35,15 +45,20 @@ impl Bucket {
         self.updated = now;
     }
 
-    /// Whether `amount` may be taken now: enough tokens, or a full bucket (so that an amount
-    /// larger than the capacity still passes, alone).
+    /// The tokens `amount` needs in the bucket: itself and the headroom, at most a full bucket
+    /// (so that an amount larger than the capacity still passes, alone).
+    fn needs(&self, amount: f64) -> f64 {
+        (amount + self.capacity * HEADROOM).min(self.capacity)
+    }
+
+    /// Whether `amount` may be taken now.
     fn allows(&self, amount: f64) -> bool {
-        self.tokens >= amount || self.tokens >= self.capacity
+        self.tokens >= self.needs(amount)
     }
 
     /// How long until `allows(amount)`.
     fn wait_for(&self, amount: f64) -> Duration {
-        let needed = amount.min(self.capacity) - self.tokens;
+        let needed = self.needs(amount) - self.tokens;
         if needed <= 0.0 {
             Duration::ZERO
         } else {
@@ -73,6 +88,15 @@ impl ShardLimiter {
         } else {
             false
         }
+    }
+
+    /// Whether `records` records of `bytes` in all would all be allowed now.
+    pub(crate) fn covers(&self, records: usize, bytes: usize, now: Instant) -> bool {
+        let mut record_bucket = self.records.clone();
+        let mut byte_bucket = self.bytes.clone();
+        record_bucket.refill(now);
+        byte_bucket.refill(now);
+        record_bucket.allows(records as f64) && byte_bucket.allows(bytes as f64)
     }
 
     /// When a record of `bytes` will be allowed.
@@ -113,7 +137,11 @@ mod tests {
         while limiter.try_take(100, start) {
             taken += 1;
         }
-        assert_eq!(taken, 1_000, "1000 records/s");
+        assert_eq!(taken, 980, "1000 records/s, less 20 of headroom");
+        assert!(!limiter.covers(1, 100, start));
+        let later = start + Duration::from_millis(10);
+        assert!(limiter.covers(10, 1_000, later));
+        assert!(!limiter.covers(11, 1_000, later));
         let ready = limiter.ready_at(100, start);
         assert!(ready > start && ready <= start + Duration::from_millis(2));
         assert!(limiter.try_take(100, start + Duration::from_millis(10)));

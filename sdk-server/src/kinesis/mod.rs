@@ -54,6 +54,8 @@ mod api;
 mod compression;
 mod config;
 mod driver;
+mod envelope_json;
+mod handles;
 mod limiter;
 mod metrics;
 mod outcome;

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::oneshot;
+use super::handles::Receiver;
 
 /// One `PutRecords` attempt that carried a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,32 +80,18 @@ fn last_error(attempts: &[Attempt]) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) type Reply = oneshot::Sender<Result<PutOutcome, RecordFailure>>;
-
 /// Resolves to the record's outcome: its shard and sequence number, or the failure with its
 /// attempt history (like the KPL's `ListenableFuture<UserRecordResult>`). Dropping it is fine:
 /// the record is still sent, and counted in the metrics.
 #[derive(Debug)]
 pub struct RecordHandle {
-    pub(crate) receiver: oneshot::Receiver<Result<PutOutcome, RecordFailure>>,
+    pub(crate) receiver: Receiver,
 }
 
 impl Future for RecordHandle {
     type Output = Result<PutOutcome, RecordFailure>;
 
     fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver).poll(context).map(|outcome| {
-            outcome.unwrap_or_else(|_| {
-                // The producer's task ended without answering (it was aborted with its
-                // runtime): nothing is known of the record.
-                Err(RecordFailure {
-                    reason: FailureReason::Unknown,
-                    partition_key: String::new(),
-                    data: Vec::new(),
-                    attempts: Vec::new(),
-                    persisted: false,
-                })
-            })
-        })
+        self.receiver.poll(context)
     }
 }

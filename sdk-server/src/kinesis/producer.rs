@@ -12,16 +12,19 @@ use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
 use tributary_core::envelope::validation::check_event_size;
 use tributary_core::envelope::{EventId, Problem, ValidationError};
-use tributary_core::{Timestamp, kpl};
+use tributary_core::{Envelope, Timestamp, kpl};
 
 use super::ShutdownReport;
 use super::api::Api;
 use super::config::{Config, WhenFull};
 use super::driver::{Command, Driver, Shared};
+use super::envelope_json::EnvelopeJson;
+use super::handles;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::outcome::RecordHandle;
 use super::spool::Spool;
 use super::staging::{Staged, Staging};
+use crate::event::EventParts;
 use crate::{Error, Event};
 
 /// What `shutdown` may take beyond its timeout: aborting requests and a last spool write.
@@ -167,13 +170,15 @@ impl ProducerBuilder {
             restored,
         );
         runtime.spawn(driver.run());
+        let library = json!({"name": "tributary-server", "version": env!("CARGO_PKG_VERSION")});
         Ok(Producer {
             inner: Arc::new(Inner {
                 commands,
                 shared,
                 config: self.config,
                 stream: self.stream,
-                library: json!({"name": "tributary-server", "version": env!("CARGO_PKG_VERSION")}),
+                envelope_json: EnvelopeJson::new(&library),
+                library,
             }),
         })
     }
@@ -230,6 +235,7 @@ struct Inner {
     config: Config,
     stream: String,
     library: Value,
+    envelope_json: EnvelopeJson,
 }
 
 impl std::fmt::Debug for Producer {
@@ -378,52 +384,75 @@ impl Producer {
         self.metrics().to_prometheus(&self.inner.stream)
     }
 
-    /// Builds the event's envelope, serializes it into this thread's scratch buffer and calls
-    /// `then` with the record (the envelope is dropped on this thread, where it was built).
+    /// Writes the event's envelope JSON into this thread's scratch buffer and calls `then` with
+    /// the record. A plain event's JSON is written from its fields ([`EnvelopeJson`]); a
+    /// reserved (`$`) event, whose data has rules of its own, goes through the `Envelope` and
+    /// its validation.
     fn with_event_record<R>(
         &self,
         event: Event,
         then: impl FnOnce(RecordRef<'_>) -> R,
     ) -> Result<R, Error> {
         event.check()?;
-        let (mut envelope, partition_key) = event.into_envelope_and_key();
-        envelope.source.get_or_insert_with(|| "server".to_owned());
-        if !envelope.context.contains_key("library") {
-            envelope
-                .context
-                .insert("library".into(), self.inner.library.clone());
-        }
+        let mut event = event.into_parts();
         // The clock is read only for an event that lacks its time or id.
-        let now = (envelope.timestamp.is_none() || envelope.id.is_none())
+        let now = (event.timestamp.is_none() || event.id.is_none())
             .then(OffsetDateTime::now_utc)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let happened = *envelope.timestamp.get_or_insert(now);
-        if envelope.id.is_none() {
+        let happened = *event.timestamp.get_or_insert(now);
+        if event.id.is_none() {
             let at = Timestamp::from_datetime(happened)
                 .or_else(|| Timestamp::from_datetime(now))
                 .unwrap_or(Timestamp::from_unix_millis(0));
             let mut rng = fastrand::Rng::new();
-            envelope.id = Some(EventId::new_v7(at, &mut rng).to_string());
+            event.id = Some(EventId::new_v7(at, &mut rng).to_string());
         }
-        envelope.validate()?;
+        let explicit_key = event.partition_key.take();
+        let body = if event.name.starts_with('$') {
+            Body::Reserved(self.reserved_envelope(event)?)
+        } else {
+            if event
+                .context
+                .get("traits")
+                .is_some_and(|traits| !traits.is_object())
+            {
+                return Err(ValidationError::new("context.traits", Problem::NotAnObject).into());
+            }
+            Body::Plain(event)
+        };
         SCRATCH.with(|scratch| {
             // Taken out while in use, so that a nested call (none is possible) would find an
             // empty buffer instead of a borrowed one.
             let mut data = scratch.take();
             data.clear();
-            let result = serde_json::to_writer(&mut data, &envelope)
-                .map_err(|error| {
-                    Error::from(ValidationError::new(
-                        "event",
-                        Problem::Malformed(error.to_string()),
-                    ))
-                })
+            let written = match &body {
+                Body::Reserved(envelope) => {
+                    serde_json::to_writer(&mut data, envelope).map_err(|error| {
+                        ValidationError::new("event", Problem::Malformed(error.to_string()))
+                    })
+                }
+                Body::Plain(event) => self.inner.envelope_json.write(
+                    event,
+                    event.id.as_deref().unwrap_or_default(),
+                    happened,
+                    &mut data,
+                ),
+            };
+            let result = written
+                .map_err(Error::from)
                 .and_then(|()| Ok(check_event_size(data.len())?))
                 .map(|()| {
-                    then(RecordRef {
-                        partition_key: partition_key
+                    let partition_key = explicit_key.as_deref().unwrap_or_else(|| match &body {
+                        Body::Reserved(envelope) => envelope.partition_key(),
+                        Body::Plain(event) => event
+                            .anonymous_id
                             .as_deref()
-                            .unwrap_or_else(|| envelope.partition_key()),
+                            .or(event.user_id.as_deref())
+                            .or(event.id.as_deref())
+                            .unwrap_or_default(),
+                    });
+                    then(RecordRef {
+                        partition_key,
                         explicit_hash_key: None,
                         data: &data,
                     })
@@ -435,13 +464,26 @@ impl Producer {
         })
     }
 
+    /// A reserved event's envelope, checked by sdk-core's rules.
+    fn reserved_envelope(&self, event: EventParts) -> Result<Envelope, Error> {
+        let mut envelope = event.into_envelope();
+        envelope.source = Some("server".to_owned());
+        if !envelope.context.contains_key("library") {
+            envelope
+                .context
+                .insert("library".into(), self.inner.library.clone());
+        }
+        envelope.validate()?;
+        Ok(envelope)
+    }
+
     fn hand_over(
         &self,
         record: RecordRef<'_>,
         hash: u128,
         size: usize,
     ) -> Result<RecordHandle, Error> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, handle) = handles::channel();
         let staged = Staged::new(
             record.explicit_hash_key.map(str::to_owned),
             hash,
@@ -454,8 +496,16 @@ impl Producer {
             .push(record.partition_key, record.data, staged, &shared.metrics)
             // Shut down between taking buffer budget and handing over: nothing was accepted.
             .map_err(|_| Error::Closed)?;
-        Ok(RecordHandle { receiver })
+        Ok(handle)
     }
+}
+
+/// An event to write as its envelope's JSON.
+enum Body {
+    /// Written from its fields.
+    Plain(EventParts),
+    /// A reserved event, through its `Envelope`.
+    Reserved(Envelope),
 }
 
 /// What `send` did with a record: handed it over, or kept it to wait for room.

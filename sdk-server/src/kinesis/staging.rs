@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::handles::Reply;
 use super::metrics::{Metrics, add};
-use super::outcome::Reply;
 
 /// The producer's task is gone or shutting down.
 #[derive(Debug)]
