@@ -5,6 +5,13 @@ ensure_rust_toolchain() {
         echo "cargo is missing: install Rust with rustup (https://rustup.rs)" >&2
         return 1
     fi
+    # The toolchain rust-toolchain.toml pins, with its components and targets (rustup would also
+    # install it on first use; said here so the stage's time shows it).
+    local pinned
+    pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+    if [ -n "$pinned" ] && ! rustup toolchain list | grep -q "^$pinned"; then
+        rustup toolchain install
+    fi
     local installed
     installed=$(rustup component list --installed 2>/dev/null || true)
     for component in rustfmt clippy; do
