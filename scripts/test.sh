@@ -14,6 +14,9 @@ source scripts/lib/common.sh
 # One cargo target directory outside the clone, reused across clones and CI runs.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# No incremental compilation: a clean clone gains nothing from it, and its per-path caches grew
+# the shared target directory by gigabytes per clone (a full disk broke a link once).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 suite_started=$(date +%s)
 
