@@ -137,7 +137,7 @@ impl DestinationWorker {
                 shared_committed.store(safe, std::sync::atomic::Ordering::Release);
                 last_commit = Instant::now();
             }
-            self.publish_lag(&label, &progress, newest);
+            self.publish_lag_age(&label, &progress);
 
             let room_to_read = progress.waiting.len() < READ_AHEAD;
             if room_to_read && progress.cursor < newest {
@@ -222,18 +222,10 @@ impl DestinationWorker {
         Ok(())
     }
 
-    fn publish_lag(
-        &self,
-        label: &crate::ops::metrics::DestinationLabel,
-        progress: &Progress,
-        newest: u64,
-    ) {
+    /// The age of the oldest record not yet finished (`log_lag_events` is computed when the
+    /// metrics are read, from the committed offset this worker shares: `Metrics::track_lag`).
+    fn publish_lag_age(&self, label: &crate::ops::metrics::DestinationLabel, progress: &Progress) {
         let metrics = &self.context.metrics;
-        let behind = newest.saturating_sub(progress.committed);
-        metrics
-            .log_lag_events
-            .get_or_create(label)
-            .set(i64::try_from(behind).unwrap_or(i64::MAX));
         let age = progress
             .unfinished
             .values()
