@@ -211,20 +211,20 @@ pub fn stream_writes_from_env() -> Result<StreamWrites, AwsError> {
             writes.aggregate_max_bytes = tributary_core::kpl::DEFAULT_MAX_AGGREGATE_BYTES;
         }
     }
-    if settings::optional(settings::LINGER_ENV).is_some() {
-        writes.linger = Duration::from_millis(settings::number(settings::LINGER_ENV, 0)?);
+    let linger_ms = u64::try_from(writes.linger.as_millis()).unwrap_or(u64::MAX);
+    writes.linger = Duration::from_millis(settings::number(settings::LINGER_ENV, linger_ms)?);
+    let bytes = settings::number(
+        settings::AGGREGATE_MAX_BYTES_ENV,
+        writes.aggregate_max_bytes as u64,
+    )?;
+    let limit = tributary_core::kpl::MAX_KINESIS_RECORD_BYTES as u64 - 1024;
+    if !(64..=limit).contains(&bytes) {
+        return Err(AwsError::Config(format!(
+            "{}={bytes}: must be 64..={limit}",
+            settings::AGGREGATE_MAX_BYTES_ENV
+        )));
     }
-    if settings::optional(settings::AGGREGATE_MAX_BYTES_ENV).is_some() {
-        let bytes = settings::number(settings::AGGREGATE_MAX_BYTES_ENV, 0)?;
-        let limit = tributary_core::kpl::MAX_KINESIS_RECORD_BYTES as u64 - 1024;
-        if !(64..=limit).contains(&bytes) {
-            return Err(AwsError::Config(format!(
-                "{}={bytes}: must be 64..={limit}",
-                settings::AGGREGATE_MAX_BYTES_ENV
-            )));
-        }
-        writes.aggregate_max_bytes = bytes as usize;
-    }
+    writes.aggregate_max_bytes = bytes as usize;
     Ok(writes)
 }
 
