@@ -36,7 +36,7 @@ use tributary_backend::routing::RoutingRules;
 
 use aws_common::{
     Queue, batch_request, call_ingest, create_queue, create_stream, delete_stream, moto_url,
-    read_stream, s3_client, sdk_config, unique,
+    queue_attribute, read_stream, s3_client, sdk_config, unique,
 };
 
 /// Events in the workload.
@@ -252,15 +252,7 @@ async fn measure(
         .send()
         .await
         .unwrap();
-    let dlq = sqs
-        .create_queue()
-        .queue_name(unique("cost-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let dlq = create_queue(&sqs, "cost-dlq").await.url;
     let lambda_config = aws_sdk_lambda::config::Builder::from(&sdk_config(&lambda).await).build();
     let router_function = RouterFunction::new(
         S3Rules::new(s3, bucket, "rules.json".into()),
@@ -285,17 +277,14 @@ async fn measure(
     assert_eq!(routed_events, EVENTS);
     ours.connector_invokes = invokes.load(Ordering::SeqCst);
     ours.sqs_requests = requests - ours.connector_invokes;
-    let messages: usize = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]
-        .parse()
-        .unwrap();
+    let messages: usize = queue_attribute(
+        &sqs,
+        &queue_url,
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+    )
+    .await
+    .parse()
+    .unwrap();
     ours.connector_sqs_invocations = messages.div_ceil(CONNECTOR_SQS_BATCH);
     // The connector's queue: one ReceiveMessage and one DeleteMessageBatch per invocation.
     ours.sqs_requests += 2 * ours.connector_sqs_invocations;

@@ -83,17 +83,25 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Queue {
         .queue_url()
         .unwrap()
         .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+    let arn = queue_attribute(sqs, &url, aws_sdk_sqs::types::QueueAttributeName::QueueArn).await;
+    Queue { url, arn }
+}
+
+/// One attribute of a queue.
+pub async fn queue_attribute(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    name: aws_sdk_sqs::types::QueueAttributeName,
+) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(name.clone())
         .send()
         .await
         .unwrap()
         .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    Queue { url, arn }
+        .unwrap()[&name]
+        .clone()
 }
 
 /// A new Kinesis stream named `unique(prefix)` with `shards` shards; its name.
