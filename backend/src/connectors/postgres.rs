@@ -23,15 +23,14 @@
 //!   the server refuses a batch permanently (say a `CHECK` constraint one row breaks), its rows
 //!   are inserted one by one so that only the rows at fault are dead-lettered.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use super::postgres_tls::{self, TlsMode, TlsSettings};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use super::postgres_tls;
 use super::support::{self, Redactor, parse_envelope, text, timestamp};
 use super::{Connector, DeliveryFuture, Erasure, ErasureFuture, Failure, OutgoingEvent};
 use crate::privacy::SubjectSet;
@@ -207,17 +206,7 @@ impl PostgresConnector {
     /// # Errors
     /// When the URL is not a usable connection string; the message never repeats the URL.
     pub fn new(url: &str, table: &str, timeout: Duration) -> Result<Self, String> {
-        let (url_without_tls, tls) = postgres_tls::split_url(url)?;
-        let mut config = tokio_postgres::Config::from_str(&url_without_tls).map_err(|_| {
-            "it does not hold a usable PostgreSQL URL (postgres://user:password@host:port/database)"
-                .to_owned()
-        })?;
-        let tls = tls.unwrap_or_else(|| TlsSettings {
-            mode: TlsMode::from_negotiation(config.get_ssl_mode()),
-            root_cert: None,
-        });
-        config.ssl_mode(tls.mode.negotiation());
-        let tls_connector = postgres_tls::connector(&tls)?;
+        let (mut config, tls_connector) = postgres_tls::connection(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeout);
         }

@@ -121,6 +121,26 @@ pub fn split_url(text: &str) -> Result<(String, Option<TlsSettings>), String> {
     Ok((url.into(), Some(settings)))
 }
 
+/// The connection settings and the TLS connector for a URL (or key=value string): libpq's TLS
+/// parameters taken out ([`split_url`]), the rest parsed by `tokio-postgres`, its `sslmode`
+/// set to what the TLS mode negotiates.
+///
+/// # Errors
+/// An unusable URL or TLS setting; no message repeats the URL.
+pub fn connection(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
+    let (url_without_tls, tls) = split_url(url)?;
+    let mut config: tokio_postgres::Config = url_without_tls.parse().map_err(|_| {
+        "it does not hold a usable PostgreSQL URL (postgres://user:password@host:port/database)"
+            .to_owned()
+    })?;
+    let tls = tls.unwrap_or_else(|| TlsSettings {
+        mode: TlsMode::from_negotiation(config.get_ssl_mode()),
+        root_cert: None,
+    });
+    config.ssl_mode(tls.mode.negotiation());
+    Ok((config, connector(&tls)?))
+}
+
 /// The TLS connector for `settings`.
 ///
 /// # Errors

@@ -35,15 +35,8 @@ pub fn url(test: &str) -> Option<String> {
 
 /// A client for assertions, over TLS as the URL's `sslmode` says (the connector's own TLS).
 pub async fn client(url: &str) -> tokio_postgres::Client {
-    use tributary_backend::connectors::postgres_tls;
-    let (without_tls, tls) = postgres_tls::split_url(url).unwrap();
-    let tls = tls.expect("a postgres:// URL");
-    let mut config: tokio_postgres::Config = without_tls.parse().unwrap();
-    config.ssl_mode(tls.mode.negotiation());
-    let (client, connection) = config
-        .connect(postgres_tls::connector(&tls).unwrap())
-        .await
-        .unwrap();
+    let (config, tls) = tributary_backend::connectors::postgres_tls::connection(url).unwrap();
+    let (client, connection) = config.connect(tls).await.unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });
